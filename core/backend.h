@@ -1,0 +1,124 @@
+/* The backend interface: one table of operations with a CPU implementation (the
+ * reference: plain C + BLAS + OpenMP, core/cpu/) and a CUDA one (core/cuda/). Model
+ * code is written once against it and never includes CUDA headers.
+ *
+ * Conventions for every op:
+ *  - Tensors are float32, row-major and contiguous unless a stride is given; pointers
+ *    are "device" pointers of that backend (host memory for the CPU backend).
+ *  - Integer arrays (token ids, targets, positions) are int32 in that backend's memory too.
+ *  - Shapes are written out beside each argument: x: [N, D] means N rows of D.
+ *  - A backward op ACCUMULATES into parameter gradients (dw += ...) and WRITES input
+ *    gradients (dx = ...) unless it says otherwise.
+ *  - An op a backend lacks is NULL in its table; callers use backend_require() to get a
+ *    clear error naming it. */
+#ifndef GRPO_BACKEND_H
+#define GRPO_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct backend backend;
+
+struct backend {
+    const char *name;   /* "cpu" or "cuda" */
+    void *impl;         /* backend-private state (cuBLAS handle, stream, ...) */
+    void (*destroy)(backend *be);   /* frees impl and be itself; called by backend_free */
+
+    /* ---- memory ---- */
+    void *(*alloc)(backend *be, size_t bytes);          /* zero-filled; NULL on failure */
+    void (*free)(backend *be, void *ptr);               /* free(NULL) does nothing */
+    void (*to_device)(backend *be, void *dst, const void *host_src, size_t bytes);
+    void (*to_host)(backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(backend *be, void *dst, const void *src, size_t bytes);   /* device to device */
+    void (*zero)(backend *be, void *ptr, size_t bytes);
+    void (*synchronize)(backend *be);
+
+    /* ---- linear algebra ----
+     * C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [M,K] (A stored [K,M]
+     * when trans_a), op(B) is [K,N] (B stored [N,K] when trans_b). lda/ldb/ldc are row
+     * strides in elements. A Linear layer y = x W^T (W: [out, in]) is
+     * matmul(0, 1, T, out, in, 1, x, in, W, in, 0, y, out). */
+    void (*matmul)(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+    /* ---- elementwise ---- */
+    void (*add)(backend *be, float *out, const float *a, const float *b, size_t n);  /* out = a + b */
+    void (*axpy)(backend *be, float *y, float alpha, const float *x, size_t n);      /* y += alpha x */
+    void (*scale)(backend *be, float *x, float alpha, size_t n);                     /* x *= alpha */
+    /* out[n, d] += bias[d] for every row. */
+    void (*add_bias)(backend *be, float *out, const float *bias, int rows, int d);
+    /* dbias[d] += sum over rows of dout[rows, d]. */
+    void (*bias_backward)(backend *be, float *dbias, const float *dout, int rows, int d);
+    /* Sum of squares of x[n], returned to the host as double (for gradient norms). */
+    double (*sum_squares)(backend *be, const float *x, size_t n);
+
+    /* ---- embedding ----  out: [T, D] = table[ids[t]]; backward: dtable[ids[t]] += dout[t]. */
+    void (*embedding_forward)(backend *be, float *out, const int32_t *ids, const float *table, int T, int D);
+    void (*embedding_backward)(backend *be, float *dtable, const int32_t *ids, const float *dout, int T, int D);
+
+    /* ---- RMSNorm ----  out[N,D] = x / sqrt(mean(x^2) + eps) * w; rstd[N] saved for backward.
+     * backward: dx = ..., dw += ... */
+    void (*rmsnorm_forward)(backend *be, float *out, float *rstd, const float *x, const float *w,
+                            int N, int D, float eps);
+    void (*rmsnorm_backward)(backend *be, float *dx, float *dw, const float *dout, const float *x,
+                             const float *w, const float *rstd, int N, int D);
+
+    /* ---- rotary position embedding, in place ----
+     * x: [T, H, head_stride]; the first rot_dim numbers of each head rotate.
+     * cos, sin: [max_pos, rot_dim/2] tables made by the model (so YaRN and other scalings
+     * live in the model); positions: [T] int32.
+     * interleaved = 0: pairs (i, i + rot_dim/2) (HF rotate_half, Llama/Qwen2);
+     * interleaved = 1: pairs (2i, 2i+1) (the layout DeepSeek's HF code permutes into).
+     * inverse = 1 rotates by -angle, which is the backward of the forward rotation. */
+    void (*rope)(backend *be, float *x, int T, int H, int head_stride, int rot_dim,
+                 const int32_t *positions, const float *cos, const float *sin, int interleaved, int inverse);
+
+    /* ---- causal self-attention with grouped-query heads ----
+     * q: [B, T, Hq, Dqk], k: [B, T, Hkv, Dqk], v: [B, T, Hkv, Dv], out: [B, T, Hq, Dv];
+     * head h of q attends to kv head h / (Hq / Hkv); position t sees 0..t.
+     * lse: [B, Hq, T] log-sum-exp of the scaled scores, saved for backward.
+     * backward writes dq, dk, dv (all of them, no accumulation). */
+    void (*attention_forward)(backend *be, float *out, float *lse, const float *q, const float *k,
+                              const float *v, int B, int T, int Hq, int Hkv, int Dqk, int Dv, float scale);
+    void (*attention_backward)(backend *be, float *dq, float *dk, float *dv, const float *dout,
+                               const float *q, const float *k, const float *v, const float *out,
+                               const float *lse, int B, int T, int Hq, int Hkv, int Dqk, int Dv, float scale);
+
+    /* ---- SwiGLU ----  out[n] = silu(gate[n]) * up[n]; backward writes dgate, dup. */
+    void (*swiglu_forward)(backend *be, float *out, const float *gate, const float *up, size_t n);
+    void (*swiglu_backward)(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                            const float *up, size_t n);
+
+    /* ---- log-probabilities of given tokens ----
+     * logits: [N, V]; targets: [N] int32 (< 0 = ignored row).
+     * logprobs[i] = logits[i, targets[i]] - lse[i]; lse[N] saved; ignored rows give 0.
+     * Cross-entropy is -logprobs. backward: dlogits[i, :] = dlogprobs[i] * (onehot - softmax),
+     * written (not accumulated); ignored rows get 0. */
+    void (*token_logprobs_forward)(backend *be, float *logprobs, float *lse, const float *logits,
+                                   const int32_t *targets, int N, int V);
+    void (*token_logprobs_backward)(backend *be, float *dlogits, const float *logits, const float *lse,
+                                    const int32_t *targets, const float *dlogprobs, int N, int V);
+
+    /* ---- AdamW, decoupled weight decay (Loshchilov & Hutter), bias-corrected ----
+     * step is 1-based. param -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * param). */
+    void (*adamw)(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                  float beta1, float beta2, float eps, float weight_decay, int step);
+};
+
+/* The CPU backend (always present). Threads: OpenMP's, capped by omp_set_num_threads. */
+backend *backend_cpu_create(void);
+/* The CUDA backend on device `device`; NULL (with a message) when CUDA is absent. */
+backend *backend_cuda_create(int device);
+/* Number of CUDA devices seen; 0 when built without CUDA or none is present. */
+int backend_cuda_device_count(void);
+/* A line describing each CUDA device (name, memory, compute capability), or a reason. */
+void backend_cuda_describe(char *buf, size_t size);
+void backend_free(backend *be);
+
+/* Error unless op (a member of be) is non-NULL: "backend cuda lacks op attention_forward". */
+grpo_status backend_require(const backend *be, const void *op, const char *op_name);
+#define BACKEND_REQUIRE(be, op) backend_require((be), (const void *)(uintptr_t)(be)->op, #op)
+
+#endif

@@ -1,0 +1,29 @@
+/* The `grpo` command line: dispatches to one function per subcommand (tools/cmd_*.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "tools/commands.h"
+
+static const command commands[] = {
+    {"info", "version, backends compiled in, devices seen", cmd_info},
+};
+enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: grpo COMMAND [ARGS...]\n\n"
+                 "DeepSeek-R1-style reasoning RL trainer (GRPO), in C.\n\ncommands:\n");
+    for (int i = 0; i < NUM_COMMANDS; i++) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`grpo COMMAND --help` describes one command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return 0; }
+    if (!strcmp(argv[1], "--version")) { printf("grpo %s\n", GRPO_VERSION); return 0; }
+    for (int i = 0; i < NUM_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "grpo: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
