@@ -10,6 +10,7 @@ typedef struct {
 } command;
 
 int cmd_info(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 /* True when argv holds --help or -h. */
 int cmd_wants_help(int argc, char **argv);

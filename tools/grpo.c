@@ -6,6 +6,7 @@
 #include "tools/commands.h"
 
 static const command commands[] = {
+    {"data", "synthetic problems (arith, countdown) as JSONL", cmd_data},
     {"info", "version, backends compiled in, devices seen", cmd_info},
 };
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
