@@ -1,0 +1,20 @@
+# Writes OUT: a C file with every file of IN (a ;-list) as a NUL-terminated byte array,
+# plus a table {name (file name without extension), bytes, size}. Used to compile the
+# model presets in configs/models/ into the grpo binary.
+set(body "/* Generated from configs/models/ by cmake/embed.cmake; do not edit. */\n#include <stddef.h>\n")
+set(table "")
+set(count 0)
+foreach(path ${IN})
+  get_filename_component(name ${path} NAME_WE)
+  file(READ ${path} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(MAKE_C_IDENTIFIER "${name}" ident)
+  string(APPEND body "static const char preset_${ident}[] = {${hex}0};\n")
+  string(APPEND table "  {\"${name}\", preset_${ident}, sizeof preset_${ident} - 1},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "typedef struct { const char *name; const char *text; size_t size; } embedded_file;\n")
+string(APPEND body "const embedded_file model_presets[] = {\n${table}  {NULL, NULL, 0}\n};\n")
+string(APPEND body "const int model_presets_count = ${count};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(RENAME ${OUT}.tmp ${OUT})

@@ -1,0 +1,174 @@
+/* Crash-safe checkpoints (rl/checkpoint.h). */
+#include "rl/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fs.h"
+#include "core/safetensors.h"
+
+static grpo_status write_state(const char *path, const trainer_state *ts) {
+    json_t *rng = json_pack("{s:I, s:I, s:I}", "seed", (json_int_t)ts->rng.seed, "stream", (json_int_t)ts->rng.stream,
+                            "counter", (json_int_t)ts->rng.counter);
+    json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:s, s:I, s:o}", "format", "grpo-trainer-state", "version",
+                             CHECKPOINT_STATE_VERSION, "step", ts->step, "stage_index", ts->stage_index, "stage",
+                             ts->stage, "seed", (json_int_t)ts->seed, "rng", rng);
+    if (!root) return grpo_fail(GRPO_ERR_NOMEM, "cannot build %s", path);
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (!text) return grpo_fail(GRPO_ERR_NOMEM, "cannot serialise %s", path);
+    grpo_status s = fs_write_atomic(path, text, strlen(text));
+    free(text);
+    return s;
+}
+
+grpo_status checkpoint_read_state(const char *dir, trainer_state *ts) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root) return grpo_fail(GRPO_ERR_PARSE, "%s:%d:%d: %s", path, err.line, err.column, err.text);
+    trainer_state t = {0};
+    const char *format = NULL, *stage = NULL;
+    json_int_t seed = 0, rseed = 0, rstream = 0, rcounter = 0;
+    int version = 0;
+    if (json_unpack_ex(root, &err, JSON_STRICT, "{s:s, s:i, s:i, s:i, s:s, s:I, s:{s:I, s:I, s:I}}", "format", &format,
+                       "version", &version, "step", &t.step, "stage_index", &t.stage_index, "stage", &stage, "seed",
+                       &seed, "rng", "seed", &rseed, "stream", &rstream, "counter", &rcounter) != 0) {
+        json_decref(root);
+        return grpo_fail(GRPO_ERR_PARSE, "%s: expected a grpo trainer state: %s", path, err.text);
+    }
+    grpo_status s = GRPO_OK;
+    if (strcmp(format, "grpo-trainer-state") != 0 || version != CHECKPOINT_STATE_VERSION)
+        s = grpo_fail(GRPO_ERR_PARSE, "%s: expected format grpo-trainer-state version %d, found %s version %d", path,
+                      CHECKPOINT_STATE_VERSION, format, version);
+    else if (t.step < 0)
+        s = grpo_fail(GRPO_ERR_PARSE, "%s: step %d is negative", path, t.step);
+    snprintf(t.stage, sizeof t.stage, "%s", stage);
+    t.seed = (uint64_t)seed;
+    t.rng.seed = (uint64_t)rseed;
+    t.rng.stream = (uint64_t)rstream;
+    t.rng.counter = (uint64_t)rcounter;
+    json_decref(root);
+    if (!s) *ts = t;
+    return s;
+}
+
+static grpo_status copy_if_exists(const char *src_dir, const char *dst_dir, const char *name) {
+    char src[PATH_MAX], dst[PATH_MAX];
+    snprintf(src, sizeof src, "%s/%s", src_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", dst_dir, name);
+    if (!fs_exists(src)) return GRPO_OK;
+    return fs_copy_file(src, dst);
+}
+
+grpo_status checkpoint_save(const char *run_dir, const trainer_state *ts, lm *model, const optim *opt,
+                            const char *tokenizer_dir, char *path_out, size_t size) {
+    char ckpt_dir[PATH_MAX], tmp[PATH_MAX], final_dir[PATH_MAX], file[PATH_MAX];
+    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/ckpt", run_dir);
+    snprintf(tmp, sizeof tmp, "%s/.step-%d.tmp", ckpt_dir, ts->step);
+    snprintf(final_dir, sizeof final_dir, "%s/step-%d", ckpt_dir, ts->step);
+    GRPO_TRY(fs_mkdirs(ckpt_dir));
+    GRPO_TRY(fs_remove_tree(tmp));
+    GRPO_TRY(fs_mkdirs(tmp));
+    GRPO_TRY(lm_save(model, tmp));
+    if (tokenizer_dir) {
+        GRPO_TRY(copy_if_exists(tokenizer_dir, tmp, "tokenizer.json"));
+        GRPO_TRY(copy_if_exists(tokenizer_dir, tmp, "tokenizer_config.json"));
+    }
+    if (opt) {
+        snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
+        GRPO_TRY(optim_save(opt, file));
+    }
+    snprintf(file, sizeof file, "%s/trainer_state.json", tmp);
+    GRPO_TRY(write_state(file, ts));
+    GRPO_TRY(fs_sync_path(tmp));
+    GRPO_TRY(fs_remove_tree(final_dir));
+    if (rename(tmp, final_dir) != 0)
+        return grpo_fail(GRPO_ERR_IO, "cannot rename %s to %s: %s", tmp, final_dir, strerror(errno));
+    GRPO_TRY(fs_sync_path(ckpt_dir));
+    if (path_out) snprintf(path_out, size, "%s", final_dir);
+    return GRPO_OK;
+}
+
+/* Steps of the complete checkpoints of a run, newest last; *n set. Caller frees. */
+static grpo_status list_steps(const char *run_dir, int **steps, int *n) {
+    char ckpt_dir[PATH_MAX];
+    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/ckpt", run_dir);
+    *steps = NULL;
+    *n = 0;
+    DIR *d = opendir(ckpt_dir);
+    if (!d) return GRPO_OK;
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int step;
+        char rest;
+        if (sscanf(e->d_name, "step-%d%c", &step, &rest) != 1 || step < 0) continue;
+        char state[PATH_MAX];
+        snprintf(state, sizeof state, "%s/%s/trainer_state.json", ckpt_dir, e->d_name);
+        if (!fs_exists(state)) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int *grown = realloc(*steps, (size_t)cap * sizeof(int));
+            if (!grown) { closedir(d); free(*steps); *steps = NULL; return grpo_fail(GRPO_ERR_NOMEM, "out of memory"); }
+            *steps = grown;
+        }
+        (*steps)[(*n)++] = step;
+    }
+    closedir(d);
+    for (int i = 1; i < *n; i++)   /* insertion sort: a run has few checkpoints */
+        for (int j = i; j > 0 && (*steps)[j - 1] > (*steps)[j]; j--) {
+            int t = (*steps)[j];
+            (*steps)[j] = (*steps)[j - 1];
+            (*steps)[j - 1] = t;
+        }
+    return GRPO_OK;
+}
+
+grpo_status checkpoint_latest(const char *run_dir, char *path, size_t size) {
+    int *steps, n;
+    GRPO_TRY(list_steps(run_dir, &steps, &n));
+    if (n == 0) {
+        free(steps);
+        return grpo_fail(GRPO_ERR_NOTFOUND, "%s: no checkpoint under %s/ckpt", run_dir, run_dir);
+    }
+    snprintf(path, size, "%s/ckpt/step-%d", run_dir, steps[n - 1]);
+    free(steps);
+    return GRPO_OK;
+}
+
+grpo_status checkpoint_prune(const char *run_dir, int keep) {
+    if (keep <= 0) return GRPO_OK;
+    int *steps, n;
+    GRPO_TRY(list_steps(run_dir, &steps, &n));
+    grpo_status s = GRPO_OK;
+    for (int i = 0; i + keep < n && !s; i++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/ckpt/step-%d", run_dir, steps[i]);
+        s = fs_remove_tree(dir);
+    }
+    free(steps);
+    return s;
+}
+
+grpo_status checkpoint_restore(const char *dir, lm *model, optim *opt) {
+    char file[PATH_MAX];
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    st_file *f;
+    GRPO_TRY(st_open(dir, &f));
+    grpo_status s = param_set_load(model->params, f, NULL, 1);
+    st_close(f);
+    if (s) return s;
+    if (opt) {
+        snprintf(file, sizeof file, "%s/optimizer.safetensors", dir);
+        GRPO_TRY(optim_load(opt, file));
+    }
+    return GRPO_OK;
+}

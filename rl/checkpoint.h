@@ -1,0 +1,41 @@
+/* Checkpoints of a run: RUN_DIR/ckpt/step-N/ holds an HF-layout model (config.json,
+ * model.safetensors, tokenizer files), the optimizer state (optimizer.safetensors) and
+ * the trainer state (trainer_state.json: step, stage, RNG). The directory is written as
+ * ckpt/.step-N.tmp, every file fsync'd, then renamed into place, so a crash leaves
+ * either the whole checkpoint or none. */
+#ifndef GRPO_CHECKPOINT_H
+#define GRPO_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "model/lm.h"
+#include "rl/optim.h"
+
+#define CHECKPOINT_STATE_VERSION 1
+
+typedef struct {
+    int step;              /* optimizer steps done within the stage */
+    int stage_index;
+    char stage[64];
+    uint64_t seed;
+    rng_stream rng;        /* the trainer's sampling stream, exactly where it stopped */
+} trainer_state;
+
+/* Writes the checkpoint for ts->step. tokenizer_dir (may be NULL) is where the
+ * tokenizer files of the model came from; they are copied beside the weights.
+ * The final path goes to path_out[size] when non-NULL. */
+grpo_status checkpoint_save(const char *run_dir, const trainer_state *ts, lm *model, const optim *opt,
+                            const char *tokenizer_dir, char *path_out, size_t size);
+/* The newest complete checkpoint directory of a run into path[size]; GRPO_ERR_NOTFOUND
+ * when none. */
+grpo_status checkpoint_latest(const char *run_dir, char *path, size_t size);
+/* Reads DIR/trainer_state.json, checking its format and version. */
+grpo_status checkpoint_read_state(const char *dir, trainer_state *ts);
+/* Restores model weights and optimizer state from DIR into existing objects. */
+grpo_status checkpoint_restore(const char *dir, lm *model, optim *opt);
+/* Keeps the newest `keep` checkpoints of the run and removes older ones (keep <= 0: all). */
+grpo_status checkpoint_prune(const char *run_dir, int keep);
+
+#endif
