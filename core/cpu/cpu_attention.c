@@ -1,0 +1,324 @@
+/* Causal self-attention with grouped-query heads on the CPU, forward and backward.
+ * Tiled like FlashAttention-2 (Dao 2023): a block of queries meets blocks of keys, the
+ * softmax runs online, and only lse = logsumexp(scores) per query is saved. The
+ * backward recomputes P = exp(s * scale - lse) and runs in two passes with no shared
+ * writes: one over query blocks (dq), one over key blocks (dk, dv). */
+#include "core/cpu/cpu_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Queries and keys per tile. A tile's working set (about 64 KB to 200 KB for head
+ * sizes 64 to 192) stays in a core's L2 cache. */
+#define ATT_BQ 32
+#define ATT_BK 64
+
+/* Floats rounded up to a multiple of 16 (64 bytes), so every sub-buffer is aligned. */
+static size_t att_round(size_t floats) { return (floats + 15) & ~(size_t)15; }
+
+/* C[i][j] = sum_d A[i][d] * Bt[d][j] for i < m, j < n; A rows lda apart, Bt rows ldbt
+ * apart, C rows ldc apart. The inner loop runs along j over contiguous memory. */
+static void tile_a_bt(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict Bt,
+                      int ldbt, int m, int n, int kdim) {
+    for (int i = 0; i < m; i++) {
+        float *c = C + (size_t)i * ldc;
+        const float *a = A + (size_t)i * lda;
+        for (int j = 0; j < n; j++) c[j] = 0.0f;
+        for (int d = 0; d < kdim; d++) {
+            float ad = a[d];
+            const float *b = Bt + (size_t)d * ldbt;
+            for (int j = 0; j < n; j++) c[j] += ad * b[j];
+        }
+    }
+}
+
+/* Acc[i][:e] += sum_{j < n} P[i][j] * R[j][:e] for i < m; R rows ldr apart (R may be a
+ * strided view of k, v, q or dout). Zero weights (masked positions) are skipped. */
+static void tile_accumulate(float *restrict Acc, int ldacc, const float *restrict P, int ldp,
+                            const float *restrict R, size_t ldr, int m, int n, int e) {
+    for (int i = 0; i < m; i++) {
+        float *acc = Acc + (size_t)i * ldacc;
+        const float *p = P + (size_t)i * ldp;
+        for (int j = 0; j < n; j++) {
+            float w = p[j];
+            if (w == 0.0f) continue;
+            const float *r = R + (size_t)j * ldr;
+            for (int x = 0; x < e; x++) acc[x] += w * r[x];
+        }
+    }
+}
+
+/* Dst[d][j] = alpha * Src[j][d] for j < n, d < dim: a strided block of rows of q, k,
+ * v or dout copied transposed into a tile (Dst rows are ldd apart). */
+static void tile_transpose(float *restrict Dst, int ldd, const float *restrict Src, size_t lds, int n, int dim,
+                           float alpha) {
+    for (int j = 0; j < n; j++) {
+        const float *s = Src + (size_t)j * lds;
+        for (int d = 0; d < dim; d++) Dst[(size_t)d * ldd + j] = alpha * s[d];
+    }
+}
+
+/* Dst[j][:dim] = alpha * Src[j][:dim] (rows lds apart into a packed tile). */
+static void tile_gather(float *restrict Dst, const float *restrict Src, size_t lds, int n, int dim, float alpha) {
+    for (int j = 0; j < n; j++) {
+        const float *s = Src + (size_t)j * lds;
+        float *d = Dst + (size_t)j * dim;
+        for (int x = 0; x < dim; x++) d[x] = alpha * s[x];
+    }
+}
+
+/* ---- forward ---- */
+
+/* out: [B, T, Hq, Dv], lse: [B, Hq, T]; q: [B, T, Hq, Dqk], k: [B, T, Hkv, Dqk],
+ * v: [B, T, Hkv, Dv]. Query t of head h sees keys 0..t of kv head h / (Hq / Hkv):
+ *   out_t = sum_j softmax_j(scale * q_t . k_j) v_j,  lse_t = logsumexp_j(scale * q_t . k_j).
+ * One task = (batch, head, query tile); the softmax runs online over key tiles
+ * (running max m and sum l, rescaled when the max grows; FlashAttention-2, Alg. 1). */
+void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                           int B, int T, int Hq, int Hkv, int Dqk, int Dv, float scale) {
+    GRPO_ASSERTF(Hkv > 0 && Hq % Hkv == 0, "attention_forward: Hq=%d is not a multiple of Hkv=%d", Hq, Hkv);
+    if (B <= 0 || T <= 0 || Hq <= 0) return;
+    const int group = Hq / Hkv;
+    const size_t n_qs = att_round((size_t)ATT_BQ * Dqk), n_kt = att_round((size_t)Dqk * ATT_BK);
+    const size_t n_s = att_round((size_t)ATT_BQ * ATT_BK), n_o = att_round((size_t)ATT_BQ * Dv);
+    cpu_scratch_reserve(be, n_qs + n_kt + n_s + n_o + 2 * att_round(ATT_BQ));
+    const int n_qtiles = (T + ATT_BQ - 1) / ATT_BQ;
+    const long n_tasks = (long)B * Hq * n_qtiles;
+    const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
+    const size_t o_row = (size_t)Hq * Dv;
+
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (long task = 0; task < n_tasks; task++) {
+        /* Late query tiles see the most keys: hand them out first. */
+        int qt = n_qtiles - 1 - (int)(task % n_qtiles);
+        int h = (int)((task / n_qtiles) % Hq), b = (int)(task / ((long)n_qtiles * Hq));
+        int hk = h / group;
+        int i0 = qt * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ;
+
+        float *Qs = cpu_scratch_thread(be);   /* [nq, Dqk], already scaled */
+        float *Kt = Qs + n_qs;                /* [Dqk, ATT_BK] */
+        float *S = Kt + n_kt;                 /* [nq, ATT_BK] scores, then weights */
+        float *O = S + n_s;                   /* [nq, Dv] unnormalised output */
+        float *m = O + n_o;                   /* [nq] running max */
+        float *l = m + att_round(ATT_BQ);     /* [nq] running sum of exp */
+
+        const float *qb = q + ((size_t)b * T + i0) * q_row + (size_t)h * Dqk;
+        const float *kb = k + (size_t)b * T * k_row + (size_t)hk * Dqk;
+        const float *vb = v + (size_t)b * T * v_row + (size_t)hk * Dv;
+        tile_gather(Qs, qb, q_row, nq, Dqk, scale);
+        memset(O, 0, (size_t)nq * Dv * sizeof(float));
+        for (int i = 0; i < nq; i++) {
+            m[i] = -INFINITY;
+            l[i] = 0.0f;
+        }
+        for (int j0 = 0; j0 < i0 + nq; j0 += ATT_BK) {
+            int nk = i0 + nq - j0 < ATT_BK ? i0 + nq - j0 : ATT_BK;
+            tile_transpose(Kt, ATT_BK, kb + (size_t)j0 * k_row, k_row, nk, Dqk, 1.0f);
+            tile_a_bt(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk);
+            for (int i = 0; i < nq; i++) {
+                float *s = S + (size_t)i * ATT_BK;
+                int valid = i0 + i - j0 + 1;   /* keys j0 .. i0+i are visible */
+                if (valid > nk) valid = nk;
+                if (valid <= 0) {
+                    memset(s, 0, (size_t)nk * sizeof(float));
+                    continue;
+                }
+                float mx = m[i];
+                for (int j = 0; j < valid; j++) mx = s[j] > mx ? s[j] : mx;
+                if (mx > m[i]) {
+                    float corr = expf(m[i] - mx);   /* 0 on the first tile (m = -inf) */
+                    l[i] *= corr;
+                    float *o = O + (size_t)i * Dv;
+                    for (int x = 0; x < Dv; x++) o[x] *= corr;
+                    m[i] = mx;
+                }
+                float sum = 0.0f;
+                for (int j = 0; j < valid; j++) {
+                    s[j] = expf(s[j] - mx);
+                    sum += s[j];
+                }
+                for (int j = valid; j < nk; j++) s[j] = 0.0f;
+                l[i] += sum;
+            }
+            tile_accumulate(O, Dv, S, ATT_BK, vb + (size_t)j0 * v_row, v_row, nq, nk, Dv);
+        }
+        for (int i = 0; i < nq; i++) {
+            float inv = 1.0f / l[i];
+            const float *o = O + (size_t)i * Dv;
+            float *dst = out + ((size_t)b * T + i0 + i) * o_row + (size_t)h * Dv;
+            for (int x = 0; x < Dv; x++) dst[x] = o[x] * inv;
+            lse[((size_t)b * Hq + h) * T + i0 + i] = m[i] + logf(l[i]);
+        }
+    }
+}
+
+/* ---- backward ----
+ * With s_ij = scale q_i . k_j, P_ij = exp(s_ij - lse_i) (i >= j, else 0), D_i = dout_i . out_i:
+ *   dv_j = sum_i P_ij dout_i               dP_ij = dout_i . v_j
+ *   dS_ij = P_ij (dP_ij - D_i)             (softmax backward; FlashAttention-2, Alg. 2)
+ *   dq_i = scale sum_j dS_ij k_j           dk_j = scale sum_i dS_ij q_i
+ * dk and dv of a kv head sum over the Hq / Hkv query heads that share it. */
+
+/* Pass 1: dq. One task = (batch, query head, query tile). */
+static void attention_backward_dq(backend *be, float *dq, const float *dout, const float *q, const float *k,
+                                  const float *v, const float *out, const float *lse, int B, int T, int Hq,
+                                  int Hkv, int Dqk, int Dv, float scale) {
+    const int group = Hq / Hkv;
+    const size_t n_qs = att_round((size_t)ATT_BQ * Dqk), n_do = att_round((size_t)ATT_BQ * Dv);
+    const size_t n_kt = att_round((size_t)Dqk * ATT_BK), n_vt = att_round((size_t)Dv * ATT_BK);
+    const size_t n_s = att_round((size_t)ATT_BQ * ATT_BK);
+    cpu_scratch_reserve(be, 2 * n_qs + n_do + n_kt + n_vt + 2 * n_s + 2 * att_round(ATT_BQ));
+    const int n_qtiles = (T + ATT_BQ - 1) / ATT_BQ;
+    const long n_tasks = (long)B * Hq * n_qtiles;
+    const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
+    const size_t o_row = (size_t)Hq * Dv;
+
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (long task = 0; task < n_tasks; task++) {
+        int qt = n_qtiles - 1 - (int)(task % n_qtiles);
+        int h = (int)((task / n_qtiles) % Hq), b = (int)(task / ((long)n_qtiles * Hq));
+        int hk = h / group;
+        int i0 = qt * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ;
+
+        float *Qs = cpu_scratch_thread(be);   /* [nq, Dqk] scaled q */
+        float *dQ = Qs + n_qs;                /* [nq, Dqk] accumulated dS k */
+        float *dO = dQ + n_qs;                /* [nq, Dv] */
+        float *Kt = dO + n_do;                /* [Dqk, ATT_BK] */
+        float *Vt = Kt + n_kt;                /* [Dv, ATT_BK] */
+        float *S = Vt + n_vt;                 /* [nq, ATT_BK] P, then dS */
+        float *dP = S + n_s;                  /* [nq, ATT_BK] */
+        float *L = dP + n_s;                  /* [nq] lse */
+        float *Dd = L + att_round(ATT_BQ);    /* [nq] dout . out */
+
+        const size_t row0 = (size_t)b * T + i0;
+        tile_gather(Qs, q + row0 * q_row + (size_t)h * Dqk, q_row, nq, Dqk, scale);
+        tile_gather(dO, dout + row0 * o_row + (size_t)h * Dv, o_row, nq, Dv, 1.0f);
+        memset(dQ, 0, (size_t)nq * Dqk * sizeof(float));
+        for (int i = 0; i < nq; i++) {
+            const float *o = out + (row0 + i) * o_row + (size_t)h * Dv, *g = dO + (size_t)i * Dv;
+            float dot = 0.0f;
+            for (int x = 0; x < Dv; x++) dot += g[x] * o[x];
+            Dd[i] = dot;
+            L[i] = lse[((size_t)b * Hq + h) * T + i0 + i];
+        }
+        const float *kb = k + (size_t)b * T * k_row + (size_t)hk * Dqk;
+        const float *vb = v + (size_t)b * T * v_row + (size_t)hk * Dv;
+        for (int j0 = 0; j0 < i0 + nq; j0 += ATT_BK) {
+            int nk = i0 + nq - j0 < ATT_BK ? i0 + nq - j0 : ATT_BK;
+            tile_transpose(Kt, ATT_BK, kb + (size_t)j0 * k_row, k_row, nk, Dqk, 1.0f);
+            tile_transpose(Vt, ATT_BK, vb + (size_t)j0 * v_row, v_row, nk, Dv, 1.0f);
+            tile_a_bt(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk);
+            tile_a_bt(dP, ATT_BK, dO, Dv, Vt, ATT_BK, nq, nk, Dv);
+            for (int i = 0; i < nq; i++) {
+                float *s = S + (size_t)i * ATT_BK;
+                const float *dp = dP + (size_t)i * ATT_BK;
+                int valid = i0 + i - j0 + 1;
+                if (valid > nk) valid = nk;
+                if (valid < 0) valid = 0;
+                for (int j = 0; j < valid; j++) {
+                    float p = expf(s[j] - L[i]);
+                    s[j] = p * (dp[j] - Dd[i]);
+                }
+                for (int j = valid; j < nk; j++) s[j] = 0.0f;
+            }
+            tile_accumulate(dQ, Dqk, S, ATT_BK, kb + (size_t)j0 * k_row, k_row, nq, nk, Dqk);
+        }
+        for (int i = 0; i < nq; i++) {
+            float *dst = dq + (row0 + i) * q_row + (size_t)h * Dqk;
+            const float *src = dQ + (size_t)i * Dqk;
+            for (int x = 0; x < Dqk; x++) dst[x] = scale * src[x];
+        }
+    }
+}
+
+/* Pass 2: dk, dv. One task = (batch, kv head, key tile); it visits every query tile at
+ * or after the key tile, for each query head of the group, so it owns its rows of dk
+ * and dv outright. Scores are computed transposed (keys down, queries across). */
+static void attention_backward_dkv(backend *be, float *dk, float *dv, const float *dout, const float *q,
+                                   const float *k, const float *v, const float *out, const float *lse, int B,
+                                   int T, int Hq, int Hkv, int Dqk, int Dv, float scale) {
+    const int group = Hq / Hkv;
+    const size_t n_kb = att_round((size_t)ATT_BK * Dqk), n_vb = att_round((size_t)ATT_BK * Dv);
+    const size_t n_qt = att_round((size_t)Dqk * ATT_BQ), n_dot = att_round((size_t)Dv * ATT_BQ);
+    const size_t n_s = att_round((size_t)ATT_BK * ATT_BQ);
+    cpu_scratch_reserve(be, 2 * n_kb + 2 * n_vb + n_qt + n_dot + 2 * n_s + 2 * att_round(ATT_BQ));
+    const int n_ktiles = (T + ATT_BK - 1) / ATT_BK;
+    const long n_tasks = (long)B * Hkv * n_ktiles;
+    const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
+    const size_t o_row = (size_t)Hq * Dv;
+
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (long task = 0; task < n_tasks; task++) {
+        /* Early key tiles are seen by the most queries: hand them out first. */
+        int kt = (int)(task % n_ktiles);
+        int hk = (int)((task / n_ktiles) % Hkv), b = (int)(task / ((long)n_ktiles * Hkv));
+        int j0 = kt * ATT_BK, nk = T - j0 < ATT_BK ? T - j0 : ATT_BK;
+
+        float *Kb = cpu_scratch_thread(be);   /* [nk, Dqk] */
+        float *dK = Kb + n_kb;                /* [nk, Dqk] */
+        float *Vb = dK + n_kb;                /* [nk, Dv] */
+        float *dV = Vb + n_vb;                /* [nk, Dv] */
+        float *Qt = dV + n_vb;                /* [Dqk, ATT_BQ] scaled q, transposed */
+        float *dOt = Qt + n_qt;               /* [Dv, ATT_BQ] */
+        float *S = dOt + n_dot;               /* [nk, ATT_BQ] P^T, then dS^T */
+        float *dP = S + n_s;                  /* [nk, ATT_BQ] */
+        float *L = dP + n_s;                  /* [nq] */
+        float *Dd = L + att_round(ATT_BQ);    /* [nq] */
+
+        const size_t krow0 = (size_t)b * T + j0;
+        tile_gather(Kb, k + krow0 * k_row + (size_t)hk * Dqk, k_row, nk, Dqk, 1.0f);
+        tile_gather(Vb, v + krow0 * v_row + (size_t)hk * Dv, v_row, nk, Dv, 1.0f);
+        memset(dK, 0, (size_t)nk * Dqk * sizeof(float));
+        memset(dV, 0, (size_t)nk * Dv * sizeof(float));
+        for (int h = hk * group; h < (hk + 1) * group; h++) {
+            for (int i0 = (j0 / ATT_BQ) * ATT_BQ; i0 < T; i0 += ATT_BQ) {
+                int nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ;
+                const size_t row0 = (size_t)b * T + i0;
+                const float *qb = q + row0 * q_row + (size_t)h * Dqk;
+                const float *gb = dout + row0 * o_row + (size_t)h * Dv;
+                tile_transpose(Qt, ATT_BQ, qb, q_row, nq, Dqk, scale);
+                tile_transpose(dOt, ATT_BQ, gb, o_row, nq, Dv, 1.0f);
+                for (int i = 0; i < nq; i++) {
+                    const float *o = out + (row0 + i) * o_row + (size_t)h * Dv, *g = gb + (size_t)i * o_row;
+                    float dot = 0.0f;
+                    for (int x = 0; x < Dv; x++) dot += g[x] * o[x];
+                    Dd[i] = dot;
+                    L[i] = lse[((size_t)b * Hq + h) * T + i0 + i];
+                }
+                tile_a_bt(S, ATT_BQ, Kb, Dqk, Qt, ATT_BQ, nk, nq, Dqk);
+                tile_a_bt(dP, ATT_BQ, Vb, Dv, dOt, ATT_BQ, nk, nq, Dv);
+                /* Row j (key j0+j) sees queries i0+i >= j0+j. P^T goes to S for dv, then
+                 * dS^T replaces it for dk. */
+                for (int j = 0; j < nk; j++) {
+                    float *s = S + (size_t)j * ATT_BQ;
+                    int first = j0 + j - i0;   /* first visible query in this tile */
+                    if (first < 0) first = 0;
+                    for (int i = 0; i < first && i < nq; i++) s[i] = 0.0f;
+                    for (int i = first; i < nq; i++) s[i] = expf(s[i] - L[i]);
+                }
+                tile_accumulate(dV, Dv, S, ATT_BQ, gb, o_row, nk, nq, Dv);
+                for (int j = 0; j < nk; j++) {
+                    float *s = S + (size_t)j * ATT_BQ;
+                    const float *dp = dP + (size_t)j * ATT_BQ;
+                    for (int i = 0; i < nq; i++) s[i] = s[i] * (dp[i] - Dd[i]) * scale;
+                }
+                tile_accumulate(dK, Dqk, S, ATT_BQ, qb, q_row, nk, nq, Dqk);
+            }
+        }
+        for (int j = 0; j < nk; j++) {
+            memcpy(dk + (krow0 + j) * k_row + (size_t)hk * Dqk, dK + (size_t)j * Dqk, (size_t)Dqk * sizeof(float));
+            memcpy(dv + (krow0 + j) * v_row + (size_t)hk * Dv, dV + (size_t)j * Dv, (size_t)Dv * sizeof(float));
+        }
+    }
+}
+
+/* Writes dq: [B, T, Hq, Dqk], dk: [B, T, Hkv, Dqk], dv: [B, T, Hkv, Dv] (no accumulation),
+ * from dout: [B, T, Hq, Dv] and the forward's inputs, out and lse. */
+void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                            const float *k, const float *v, const float *out, const float *lse, int B, int T,
+                            int Hq, int Hkv, int Dqk, int Dv, float scale) {
+    GRPO_ASSERTF(Hkv > 0 && Hq % Hkv == 0, "attention_backward: Hq=%d is not a multiple of Hkv=%d", Hq, Hkv);
+    if (B <= 0 || T <= 0 || Hq <= 0) return;
+    attention_backward_dq(be, dq, dout, q, k, v, out, lse, B, T, Hq, Hkv, Dqk, Dv, scale);
+    attention_backward_dkv(be, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, Dqk, Dv, scale);
+}

@@ -1,0 +1,98 @@
+/* Elementwise ops on the CPU: add, axpy, scale, bias, sum of squares, SwiGLU.
+ * Plain loops the compiler vectorises, split over OpenMP threads when long enough. */
+#include "core/cpu/cpu_impl.h"
+
+#include <math.h>
+
+/* out[n] = a[n] + b[n]; out may alias a or b. */
+void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n) {
+    (void)be;
+    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* y[n] += alpha * x[n]. */
+void cpu_axpy(backend *be, float *y, float alpha, const float *x, size_t n) {
+    (void)be;
+    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+/* x[n] *= alpha. */
+void cpu_scale(backend *be, float *x, float alpha, size_t n) {
+    (void)be;
+    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) x[i] *= alpha;
+}
+
+/* out: [rows, d] += bias: [d] on every row. */
+void cpu_add_bias(backend *be, float *out, const float *bias, int rows, int d) {
+    (void)be;
+    #pragma omp parallel for schedule(static) if ((size_t)rows * d >= CPU_PARALLEL_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *o = out + (size_t)r * d;
+        for (int j = 0; j < d; j++) o[j] += bias[j];
+    }
+}
+
+/* Columns per task of the column-parallel reductions: each thread owns a slice of
+ * the result, so there are no races and the sum order does not depend on threads. */
+#define CPU_COLUMN_BLOCK 64
+
+/* dbias: [d] += sum over rows of dout: [rows, d]. Each column block is summed row
+ * by row into a double accumulator per column (rows are read contiguously). */
+void cpu_bias_backward(backend *be, float *dbias, const float *dout, int rows, int d) {
+    (void)be;
+    int nblocks = (d + CPU_COLUMN_BLOCK - 1) / CPU_COLUMN_BLOCK;
+    #pragma omp parallel for schedule(static) if ((size_t)rows * d >= CPU_PARALLEL_MIN)
+    for (int blk = 0; blk < nblocks; blk++) {
+        int j0 = blk * CPU_COLUMN_BLOCK;
+        int j1 = j0 + CPU_COLUMN_BLOCK < d ? j0 + CPU_COLUMN_BLOCK : d;
+        double acc[CPU_COLUMN_BLOCK] = {0};
+        for (int r = 0; r < rows; r++) {
+            const float *g = dout + (size_t)r * d;
+            for (int j = j0; j < j1; j++) acc[j - j0] += g[j];
+        }
+        for (int j = j0; j < j1; j++) dbias[j] += (float)acc[j - j0];
+    }
+}
+
+/* Sum of x[i]^2 in double (gradient norms must not lose small entries to big ones). */
+double cpu_sum_squares(backend *be, const float *x, size_t n) {
+    (void)be;
+    double total = 0.0;
+    #pragma omp parallel for schedule(static) reduction(+ : total) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) total += (double)x[i] * (double)x[i];
+    return total;
+}
+
+/* sigmoid without overflow warnings: exp of a large positive argument is avoided. */
+static inline float sigmoidf(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* out[n] = silu(gate) * up, silu(g) = g * sigmoid(g) (SwiGLU, Shazeer 2020). */
+void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
+    (void)be;
+    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g * sigmoidf(g) * up[i];
+    }
+}
+
+/* d silu(g)/dg = s + g s (1 - s) with s = sigmoid(g);
+ * dgate = dout * up * silu'(g), dup = dout * silu(g). Both written. */
+void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n) {
+    (void)be;
+    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], s = sigmoidf(g), d = dout[i];
+        float u = up[i];
+        dgate[i] = d * u * (s + g * s * (1.0f - s));
+        dup[i] = d * g * s;
+    }
+}

@@ -1,0 +1,99 @@
+/* Private to the CPU backend (the files of core/cpu/): the backend's state, the per-thread
+ * scratch arena, and the op functions that cpu_backend.c puts into the table.
+ * Every op follows the conventions written in core/backend.h. */
+#ifndef GRPO_CPU_IMPL_H
+#define GRPO_CPU_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/backend.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* One scratch buffer per OpenMP thread, grown on demand and kept for the life of the
+ * backend, so ops that need working memory do not allocate in the training loop.
+ * Consequence: one CPU backend object serves one host thread at a time (like a CUDA
+ * stream); ops on it from two host threads at once must be serialised by the caller. */
+typedef struct {
+    float **scratch;        /* [n_slots] buffers of scratch_floats floats each */
+    size_t scratch_floats;  /* capacity of each buffer, in floats */
+    int n_slots;            /* number of buffers = threads the team may have */
+} cpu_impl;
+
+/* Makes sure every thread of the next parallel region has `floats` floats of scratch
+ * (64-byte aligned); call outside any parallel region. Stops on allocation failure
+ * (an out-of-memory here is not an input error the caller could handle). */
+void cpu_scratch_reserve(backend *be, size_t floats);
+/* This thread's scratch buffer (valid after cpu_scratch_reserve, inside the region). */
+float *cpu_scratch_thread(backend *be);
+
+static inline int cpu_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static inline int cpu_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Work below this many elements runs on one thread: a parallel region costs a few
+ * microseconds, more than a small elementwise loop. */
+#define CPU_PARALLEL_MIN 16384
+
+/* ---- ops (cpu_matmul.c) ---- */
+void cpu_matmul(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ---- ops (cpu_elementwise.c) ---- */
+void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n);
+void cpu_axpy(backend *be, float *y, float alpha, const float *x, size_t n);
+void cpu_scale(backend *be, float *x, float alpha, size_t n);
+void cpu_add_bias(backend *be, float *out, const float *bias, int rows, int d);
+void cpu_bias_backward(backend *be, float *dbias, const float *dout, int rows, int d);
+double cpu_sum_squares(backend *be, const float *x, size_t n);
+void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n);
+void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n);
+
+/* ---- ops (cpu_embedding.c) ---- */
+void cpu_embedding_forward(backend *be, float *out, const int32_t *ids, const float *table, int T, int D);
+void cpu_embedding_backward(backend *be, float *dtable, const int32_t *ids, const float *dout, int T, int D);
+
+/* ---- ops (cpu_norm.c) ---- */
+void cpu_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int N, int D,
+                         float eps);
+void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                          const float *rstd, int N, int D);
+
+/* ---- ops (cpu_rope.c) ---- */
+void cpu_rope(backend *be, float *x, int T, int H, int head_stride, int rot_dim, const int32_t *positions,
+              const float *cos, const float *sin, int interleaved, int inverse);
+
+/* ---- ops (cpu_attention.c) ---- */
+void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                           int B, int T, int Hq, int Hkv, int Dqk, int Dv, float scale);
+void cpu_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                            const float *k, const float *v, const float *out, const float *lse, int B, int T,
+                            int Hq, int Hkv, int Dqk, int Dv, float scale);
+
+/* ---- ops (cpu_loss.c) ---- */
+void cpu_token_logprobs_forward(backend *be, float *logprobs, float *lse, const float *logits,
+                                const int32_t *targets, int N, int V);
+void cpu_token_logprobs_backward(backend *be, float *dlogits, const float *logits, const float *lse,
+                                 const int32_t *targets, const float *dlogprobs, int N, int V);
+
+/* ---- ops (cpu_optim.c) ---- */
+void cpu_adamw(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
+               float beta1, float beta2, float eps, float weight_decay, int step);
+
+#endif

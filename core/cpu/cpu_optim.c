@@ -1,0 +1,30 @@
+/* AdamW on the CPU: Adam (Kingma & Ba 2015, Algorithm 1, bias-corrected moments) with
+ * decoupled weight decay (Loshchilov & Hutter 2019). */
+#include "core/cpu/cpu_impl.h"
+
+#include <math.h>
+
+/* For each i (step is 1-based):
+ *   m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
+ *   mhat = m / (1 - beta1^step);   vhat = v / (1 - beta2^step)
+ *   param -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * param)
+ * param, m, v: [n] updated in place; grad: [n]. */
+void cpu_adamw(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
+               float beta1, float beta2, float eps, float weight_decay, int step) {
+    (void)be;
+    GRPO_ASSERTF(step >= 1, "adamw: step=%d must be >= 1", step);
+    /* The bias corrections, once per call in double: beta^step for large steps. */
+    float inv_c1 = (float)(1.0 / (1.0 - pow((double)beta1, step)));
+    float inv_c2 = (float)(1.0 / (1.0 - pow((double)beta2, step)));
+    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i];
+        float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        float mhat = mi * inv_c1, vhat = vi * inv_c2;
+        float p = param[i];
+        param[i] = p - lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p);
+    }
+}
