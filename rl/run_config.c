@@ -1,0 +1,217 @@
+/* Schema tables and cross-checks of the run configuration (rl/run_config.h). */
+#include "rl/run_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/template.h"
+#include "model/presets.h"
+#include "rl/optim.h"
+
+const char *const stage_kind_names[] = {"sft", NULL};
+static const char *const backend_names[] = {"cpu", "cuda", NULL};
+static const char *const source_names[] = {"file", "arith", "countdown", NULL};
+
+static const cfg_field run_schema[] = {
+    CFG_FIELD_STRING(run_section, name, "name", "run name: the run directory is OUTPUT_DIR/NAME", .required = 1),
+    CFG_FIELD_STRING(run_section, output_dir, "output_dir", "parent directory of runs (default runs)"),
+    CFG_FIELD_INT64(run_section, seed, "seed", 0, 9.2e18, "seed of every random choice"),
+    CFG_FIELD_INT(run_section, threads, "threads", 0, 4096, "CPU threads (0: all cores)"),
+    CFG_FIELD_BOOL(run_section, resume, "resume", "continue from the newest checkpoint"),
+    CFG_FIELD_ENUM(run_section, backend, "backend", backend_names, "cpu or cuda"),
+    CFG_END,
+};
+
+static const cfg_field model_schema[] = {
+    CFG_FIELD_STRING(model_section, preset, "preset", "compiled-in preset name (configs/models/)"),
+    CFG_FIELD_STRING(model_section, path, "path", "Hugging Face model directory"),
+    CFG_FIELD_STRING(model_section, tokenizer, "tokenizer", "builtin, or a directory with tokenizer.json"),
+    CFG_FIELD_INT64(model_section, init_seed, "init_seed", -1, 9.2e18, "seed of a preset's random weights (-1: run seed)"),
+    CFG_END,
+};
+
+static const cfg_field dataset_schema[] = {
+    CFG_FIELD_STRING(dataset_section, name, "name", "name the stages use", .required = 1),
+    CFG_FIELD_ENUM(dataset_section, generate, "generate", source_names, "file, arith or countdown"),
+    CFG_FIELD_STRING(dataset_section, path, "path", "JSONL file (generate: file)"),
+    CFG_FIELD_INT(dataset_section, n, "n", 1, 1e8, "problems to generate"),
+    CFG_FIELD_INT64(dataset_section, seed, "seed", -1, 9.2e18, "generator seed (-1: run seed)"),
+    CFG_FIELD_INT64(dataset_section, offset, "offset", 0, 4.6e18, "first problem index"),
+    CFG_FIELD_INT(dataset_section, difficulty, "difficulty", 1, 5, "arith: digits per operand"),
+    CFG_FIELD_STRING(dataset_section, ops, "ops", "arith: a subset of +-*"),
+    CFG_FIELD_INT(dataset_section, count, "count", 2, 8, "countdown: numbers per problem"),
+    CFG_FIELD_INT(dataset_section, max_number, "max_number", 1, 1e6, "countdown: largest number"),
+    CFG_FIELD_INT(dataset_section, max_target, "max_target", 1, 1e9, "countdown: largest target"),
+    CFG_FIELD_BOOL(dataset_section, use_all, "use_all", "countdown: use every number"),
+    CFG_END,
+};
+
+static const cfg_field stage_schema[] = {
+    CFG_FIELD_STRING(stage_section, name, "name", "stage name", .required = 1),
+    CFG_FIELD_ENUM(stage_section, kind, "kind", stage_kind_names, "what the stage does", .required = 1),
+    CFG_FIELD_STRING(stage_section, train_dataset, "train_dataset", "dataset name", .required = 1),
+    CFG_FIELD_STRING(stage_section, eval_dataset, "eval_dataset", "held-out dataset name"),
+    CFG_FIELD_STRING(stage_section, prompt_template, "prompt_template", "template with {prompt} and other fields"),
+    CFG_FIELD_INT(stage_section, max_steps, "max_steps", 1, 1e9, "optimizer steps"),
+    CFG_FIELD_INT(stage_section, per_device_train_batch_size, "per_device_train_batch_size", 1, 1e6, "sequences per micro-batch"),
+    CFG_FIELD_INT(stage_section, gradient_accumulation_steps, "gradient_accumulation_steps", 1, 1e6, "micro-batches per step"),
+    CFG_FIELD_INT(stage_section, max_length, "max_length", 2, 1e7, "tokens per example"),
+    CFG_FIELD_INT(stage_section, eval_steps, "eval_steps", 0, 1e9, "evaluate every N steps (0: at the end)"),
+    CFG_FIELD_INT(stage_section, save_steps, "save_steps", 0, 1e9, "checkpoint every N steps (0: at the end)"),
+    CFG_FIELD_INT(stage_section, logging_steps, "logging_steps", 1, 1e9, "metrics every N steps"),
+    CFG_FIELD_INT(stage_section, save_total_limit, "save_total_limit", 0, 1e6, "checkpoints kept (0: all)"),
+    CFG_FIELD_INT(stage_section, per_device_eval_batch_size, "per_device_eval_batch_size", 1, 1e6, "evaluation batch"),
+    CFG_FIELD_FLOAT(stage_section, learning_rate, "learning_rate", 0, 10, "peak learning rate"),
+    CFG_FIELD_FLOAT(stage_section, adam_beta1, "adam_beta1", 0, 0.999999, "AdamW beta1"),
+    CFG_FIELD_FLOAT(stage_section, adam_beta2, "adam_beta2", 0, 0.99999999, "AdamW beta2"),
+    CFG_FIELD_FLOAT(stage_section, adam_epsilon, "adam_epsilon", 0, 1, "AdamW epsilon"),
+    CFG_FIELD_FLOAT(stage_section, weight_decay, "weight_decay", 0, 10, "decoupled weight decay"),
+    CFG_FIELD_FLOAT(stage_section, max_grad_norm, "max_grad_norm", 0, 1e9, "global-norm clipping (0: off)"),
+    CFG_FIELD_ENUM(stage_section, lr_scheduler_type, "lr_scheduler_type", lr_schedule_names, "constant, linear or cosine"),
+    CFG_FIELD_INT(stage_section, warmup_steps, "warmup_steps", 0, 1e9, "linear warm-up steps"),
+    CFG_FIELD_FLOAT(stage_section, min_lr_ratio, "min_lr_ratio", 0, 1, "decay floor as a share of the peak"),
+    CFG_FIELD_INT64(stage_section, seed, "seed", -1, 9.2e18, "data order seed (-1: run seed)"),
+    CFG_END,
+};
+
+static const dataset_section dataset_defaults = {
+    .generate = DATA_FILE, .n = 1000, .seed = -1, .difficulty = 2, .ops = "+-*", .count = 4, .max_number = 99,
+    .max_target = 1000};
+
+static stage_section stage_defaults_value(void) {
+    sft_config d = sft_config_default();
+    stage_section s = {0};
+    s.prompt_template = "{prompt}";
+    s.max_steps = d.max_steps;
+    s.per_device_train_batch_size = d.per_device_train_batch_size;
+    s.gradient_accumulation_steps = d.gradient_accumulation_steps;
+    s.max_length = d.max_length;
+    s.eval_steps = d.eval_steps;
+    s.save_steps = d.save_steps;
+    s.logging_steps = d.logging_steps;
+    s.save_total_limit = d.save_total_limit;
+    s.per_device_eval_batch_size = d.eval_batch_size;
+    s.learning_rate = d.optim.learning_rate;
+    s.adam_beta1 = d.optim.beta1;
+    s.adam_beta2 = d.optim.beta2;
+    s.adam_epsilon = d.optim.eps;
+    s.weight_decay = d.optim.weight_decay;
+    s.max_grad_norm = d.optim.max_grad_norm;
+    s.lr_scheduler_type = d.optim.schedule;
+    s.warmup_steps = d.optim.warmup_steps;
+    s.min_lr_ratio = d.optim.min_lr_ratio;
+    s.seed = -1;
+    return s;
+}
+
+static stage_section stage_defaults;
+
+static const cfg_field root_schema[] = {
+    CFG_FIELD_SECTION(run_config, run, "run", run_schema, "the run", .required = 1),
+    CFG_FIELD_SECTION(run_config, model, "model", model_schema, "the model", .required = 1),
+    CFG_FIELD_LIST(run_config, datasets, n_datasets, "datasets", dataset_section, dataset_schema, &dataset_defaults, 256,
+                   "datasets"),
+    CFG_FIELD_LIST(run_config, stages, n_stages, "stages", stage_section, stage_schema, &stage_defaults, 64, "stages",
+                   .required = 1),
+    CFG_END,
+};
+
+void run_config_free(run_config *c) {
+    if (!c) return;
+    cfg_doc_free(c->doc);
+    free(c);
+}
+
+static const dataset_section *find_dataset(const run_config *c, const char *name) {
+    for (int i = 0; i < c->n_datasets; i++)
+        if (!strcmp(c->datasets[i].name, name)) return &c->datasets[i];
+    return NULL;
+}
+
+/* Cross-field checks a schema cannot express; errors point at the offending node. */
+static grpo_status check(const run_config *c) {
+    const cfg_node *root = cfg_root(c->doc);
+    char key[64];
+    if (!c->model.preset == !c->model.path)
+        return cfg_fail_at(cfg_get(root, "model"), GRPO_ERR_INVALID, "expected exactly one of preset and path");
+    if (c->model.preset && !preset_find(c->model.preset, NULL))
+        return cfg_fail_at(cfg_get(root, "model.preset"), GRPO_ERR_INVALID, "no preset named '%s' (see grpo init --help)",
+                           c->model.preset);
+    if (c->n_stages == 0) return cfg_fail_at(cfg_get(root, "stages"), GRPO_ERR_INVALID, "expected at least one stage");
+    for (int i = 0; i < c->n_datasets; i++) {
+        const dataset_section *d = &c->datasets[i];
+        snprintf(key, sizeof key, "datasets[%d]", i);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->datasets[j].name, d->name))
+                return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "dataset name '%s' is used twice", d->name);
+        if (d->generate == DATA_FILE && !d->path)
+            return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "expected a path (or generate: arith|countdown)");
+        if (d->generate == DATA_ARITH && (!d->ops[0] || strspn(d->ops, "+-*") != strlen(d->ops)))
+            return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "ops: expected a subset of \"+-*\", found '%s'",
+                               d->ops);
+        if (d->generate == DATA_COUNTDOWN && d->max_target < d->max_number)
+            return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "max_target must be at least max_number");
+    }
+    for (int i = 0; i < c->n_stages; i++) {
+        const stage_section *s = &c->stages[i];
+        snprintf(key, sizeof key, "stages[%d]", i);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->stages[j].name, s->name))
+                return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "stage name '%s' is used twice", s->name);
+        if (!find_dataset(c, s->train_dataset))
+            return cfg_fail_at(cfg_get(cfg_get(root, key), "train_dataset"), GRPO_ERR_INVALID,
+                               "no dataset named '%s' in datasets", s->train_dataset);
+        if (s->eval_dataset && !find_dataset(c, s->eval_dataset))
+            return cfg_fail_at(cfg_get(cfg_get(root, key), "eval_dataset"), GRPO_ERR_INVALID,
+                               "no dataset named '%s' in datasets", s->eval_dataset);
+        if (template_validate(s->prompt_template, "prompt_template") != GRPO_OK)
+            return cfg_fail_at(cfg_get(cfg_get(root, key), "prompt_template"), GRPO_ERR_INVALID, "%s",
+                               grpo_error_message());
+    }
+    return GRPO_OK;
+}
+
+grpo_status run_config_load(const char *path, const char *const *overrides, int n_overrides, run_config **out) {
+    *out = NULL;
+    stage_defaults = stage_defaults_value();
+    run_config *c = calloc(1, sizeof *c);
+    if (!c) return grpo_fail(GRPO_ERR_NOMEM, "out of memory");
+    c->run.output_dir = "runs";
+    c->run.seed = 1;
+    c->run.resume = 1;
+    c->model.init_seed = -1;
+    grpo_status s = cfg_load_file(path, &c->doc);
+    for (int i = 0; i < n_overrides && !s; i++) s = cfg_apply_override(c->doc, overrides[i]);
+    if (!s) s = cfg_bind(cfg_root(c->doc), root_schema, c);
+    if (!s) s = check(c);
+    if (s) {
+        run_config_free(c);
+        return s;
+    }
+    *out = c;
+    return GRPO_OK;
+}
+
+sft_config run_config_sft(const run_config *c, const stage_section *st) {
+    sft_config s = sft_config_default();
+    s.max_steps = st->max_steps;
+    s.per_device_train_batch_size = st->per_device_train_batch_size;
+    s.gradient_accumulation_steps = st->gradient_accumulation_steps;
+    s.max_length = st->max_length;
+    s.eval_steps = st->eval_steps;
+    s.save_steps = st->save_steps;
+    s.logging_steps = st->logging_steps;
+    s.save_total_limit = st->save_total_limit;
+    s.eval_batch_size = st->per_device_eval_batch_size;
+    s.optim.learning_rate = st->learning_rate;
+    s.optim.beta1 = st->adam_beta1;
+    s.optim.beta2 = st->adam_beta2;
+    s.optim.eps = st->adam_epsilon;
+    s.optim.weight_decay = st->weight_decay;
+    s.optim.max_grad_norm = st->max_grad_norm;
+    s.optim.schedule = (lr_schedule_kind)st->lr_scheduler_type;
+    s.optim.warmup_steps = st->warmup_steps;
+    s.optim.min_lr_ratio = st->min_lr_ratio;
+    s.seed = (uint64_t)(st->seed >= 0 ? st->seed : c->run.seed);
+    return s;
+}

@@ -1,0 +1,67 @@
+/* Supervised fine-tuning: next-token cross-entropy on response tokens only, padded
+ * batches, gradient accumulation, periodic evaluation (held-out loss and greedy exact
+ * match) and crash-safe checkpoints with exact resume. */
+#ifndef GRPO_SFT_H
+#define GRPO_SFT_H
+
+#include <stdint.h>
+
+#include "model/lm.h"
+#include "rl/optim.h"
+#include "rl/sft_data.h"
+
+/* Key names follow TRL's SFTConfig / transformers' TrainingArguments. */
+typedef struct {
+    int max_steps;                      /* optimizer steps */
+    int per_device_train_batch_size;    /* sequences per micro-batch */
+    int gradient_accumulation_steps;
+    int max_length;                     /* tokens per example (longer ones are cut) */
+    int eval_steps;                     /* evaluate every N steps (0: only at the end) */
+    int save_steps;                     /* checkpoint every N steps (0: only at the end) */
+    int logging_steps;
+    int save_total_limit;               /* keep the newest N checkpoints (0: all) */
+    int eval_batch_size;
+    optim_config optim;
+    uint64_t seed;                      /* data order */
+} sft_config;
+
+sft_config sft_config_default(void);
+/* Checks ranges; messages name the key. */
+grpo_status sft_config_validate(const sft_config *cfg);
+
+/* Where a run lives and how it reports: all optional but run_dir for checkpoints. */
+typedef struct {
+    const char *run_dir;          /* checkpoints go to run_dir/ckpt/ (NULL: none) */
+    const char *tokenizer_dir;    /* copied into each checkpoint (NULL: none) */
+    const char *stage_name;
+    int stage_index;
+    int resume;                   /* continue from the newest checkpoint of this stage, if any */
+    int32_t pad_id;
+    /* metrics for the run store: called every logging step and at each evaluation */
+    void (*on_metrics)(void *ctx, int step, int n, const char *const *names, const double *values);
+    void *ctx;
+    int quiet;                    /* no progress line */
+} sft_run;
+
+typedef struct {
+    int steps;                    /* optimizer steps done (including resumed ones) */
+    int resumed_from;             /* step of the checkpoint resumed from, -1 if none */
+    double train_loss;            /* mean over the last logging window */
+    double eval_loss;             /* per response token, NAN without an eval set */
+    double eval_exact_match;      /* share of eval examples greedy decoding reproduces exactly */
+    double seconds;
+    double tokens_per_second;     /* trained tokens (padded batch, all positions) per second */
+    char checkpoint[1024];        /* the last checkpoint written */
+} sft_result;
+
+/* Trains `model` (whose parameter gradients must be allocated) for cfg->max_steps. */
+grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train, const sft_dataset *eval,
+                      const sft_run *run, sft_result *result);
+
+/* Held-out evaluation: mean loss per response token, and the share of examples for which
+ * every response token is the argmax given the reference prefix (i.e. greedy decoding
+ * reproduces the response exactly). */
+grpo_status sft_evaluate(lm *model, const sft_dataset *ds, int batch_size, int max_length, int32_t pad_id,
+                         double *loss, double *exact_match);
+
+#endif
