@@ -24,7 +24,10 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
-    const void *data;        /* points into the mapping; valid until st_close */
+    const void *data;        /* points into the mapping; valid until st_close. Aligned to the
+                                element size when the file was written as the Python library
+                                and st_writer do (padded header, larger dtypes first); a
+                                foreign file may be unaligned: st_read_f32 copes with both. */
     size_t nbytes;
 } st_tensor;
 
@@ -34,8 +37,13 @@ typedef struct st_file st_file;
  * (sharded) if present, else its model.safetensors. On failure *out is NULL and the message
  * names the file and what was wrong. */
 grpo_status st_open(const char *path, st_file **out);
+/* Parses a safetensors image already in memory (what st_open does after mmap; also the
+ * fuzz entry point). `name` is used in messages. No copy is made: bytes must stay valid
+ * and unchanged until st_close. */
+grpo_status st_open_memory(const void *bytes, size_t size, const char *name, st_file **out);
 void st_close(st_file *f);   /* st_close(NULL) does nothing */
 
+/* Tensors are numbered 0..st_count-1 in name order (strcmp), across all shards. */
 int st_count(const st_file *f);
 const st_tensor *st_get(const st_file *f, int index);
 const st_tensor *st_find(const st_file *f, const char *name);   /* NULL when absent */
@@ -50,6 +58,8 @@ grpo_status st_read_f32(const st_tensor *t, float *dst, int64_t numel);
 grpo_status st_load_f32(const st_file *f, const char *name, float *dst, int64_t numel);
 
 const char *st_dtype_name(st_dtype d);
+/* "F32" -> ST_F32 etc.; returns 0, or -1 for a name this build does not know. */
+int st_dtype_parse(const char *name, st_dtype *out);
 size_t st_dtype_size(st_dtype d);
 
 /* Scalar conversions, also used by the FP8 emulation. */
@@ -69,8 +79,11 @@ void st_writer_free(st_writer *w);
 grpo_status st_writer_add(st_writer *w, const char *name, st_dtype dtype, int ndim, const int64_t *shape,
                           const void *data);
 grpo_status st_writer_add_metadata(st_writer *w, const char *key, const char *value);
-/* Writes path atomically (path.tmp, fsync, rename). Tensors are written sorted by name,
- * as the Python library does. */
+/* Writes path atomically (path.tmp, fsync, rename). Tensors are laid out as the Python
+ * library does: larger dtypes first (I64, F64, F32, I32, BF16, F16, I16, F8_E4M3, I8, U8,
+ * BOOL), by name within a dtype, so each tensor is aligned to its element size; the
+ * header is compact JSON padded with spaces to a multiple of 8 bytes, __metadata__ first
+ * (keys sorted). The same tensors give the same bytes as safetensors.torch.save_file. */
 grpo_status st_writer_save(st_writer *w, const char *path);
 
 #endif
