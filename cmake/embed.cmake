@@ -1,6 +1,7 @@
-# Writes OUT: a C file with every file of IN (a ;-list) as a NUL-terminated byte array,
+# Writes OUT: a C file with every file of IN (a |-separated list) as a NUL-terminated byte array,
 # plus a table {name (file name without extension), bytes, size}. Used to compile the
 # model presets in configs/models/ into the grpo binary.
+string(REPLACE "|" ";" IN "${IN}")
 set(body "/* Generated from configs/models/ by cmake/embed.cmake; do not edit. */\n#include <stddef.h>\n")
 set(table "")
 set(count 0)

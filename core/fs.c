@@ -1,5 +1,4 @@
 /* File-system helpers (core/fs.h). */
-#define _GNU_SOURCE
 #include "core/fs.h"
 
 #include <dirent.h>

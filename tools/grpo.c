@@ -6,6 +6,8 @@
 #include "tools/commands.h"
 
 static const command commands[] = {
+    {"init", "a randomly initialised model from a preset, HF layout", cmd_init},
+    {"forward", "logits of a model over given token ids, as safetensors", cmd_forward},
     {"data", "synthetic problems (arith, countdown) as JSONL", cmd_data},
     {"info", "version, backends compiled in, devices seen", cmd_info},
 };
