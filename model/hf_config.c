@@ -424,7 +424,8 @@ grpo_status hf_config_dense_write(const dense_config *c, const char *path) {
         json_object_set_new(o, "mlp_bias", json_false());
         json_object_set_new(o, "pretraining_tp", json_integer(1));
     }
-    json_object_set_new(o, "torch_dtype", json_string("float32"));
+    json_object_set_new(o, "torch_dtype", json_string("float32"));   /* transformers < 5 */
+    json_object_set_new(o, "dtype", json_string("float32"));
     char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
     json_decref(o);
     if (!text) return grpo_fail(GRPO_ERR_NOMEM, "%s: cannot format config.json", path);
