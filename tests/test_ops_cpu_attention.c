@@ -3,6 +3,7 @@
  * of that reference. Sizes cover one tile (T=7) and several (T=77, 130: the kernel
  * tiles 32 queries by 64 keys), GQA and plain multi-head, Dqk != Dv, and large scores. */
 #include "core/backend.h"
+#include "core/cpu/cpu_impl.h"
 #include "tests/harness.h"
 #include "tests/ops_check.h"
 
@@ -120,11 +121,55 @@ static void test_attention_causal(ops_rng *rng) {
     free(q), free(k), free(v), free(out1), free(out2);
 }
 
+/* The tile kernels under attention (core/cpu/cpu_tile.c): the product on shapes with
+ * row and column tails, and exp against libm over the softmax range. */
+static void test_tile_kernels(ops_rng *rng) {
+    const int shapes[][3] = {{32, 64, 64}, {7, 5, 3}, {5, 37, 19}, {33, 16, 1}, {4, 16, 8}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int m = shapes[s][0], n = shapes[s][1], kd = shapes[s][2], lda = kd + 1, ldb = n + 3, ldc = n + 2;
+        float *A = ops_random(rng, (size_t)m * lda, -1, 1), *Bm = ops_random(rng, (size_t)kd * ldb, -1, 1);
+        float *C = ops_random(rng, (size_t)m * ldc, -1, 1), *C0 = ops_copy(C, (size_t)m * ldc);
+        for (int acc = 0; acc < 2; acc++) {
+            for (size_t i = 0; i < (size_t)m * ldc; i++) C[i] = C0[i];
+            cpu_tile_gemm(C, ldc, A, lda, Bm, ldb, m, n, kd, acc);
+            double worst = 0;
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                    double want = acc ? C0[(size_t)i * ldc + j] : 0;
+                    for (int p = 0; p < kd; p++) want += (double)A[(size_t)i * lda + p] * Bm[(size_t)p * ldb + j];
+                    worst = fmax(worst, fabs(want - C[(size_t)i * ldc + j]));
+                }
+            CHECK_MSG(worst < 1e-5 * (1 + kd), "cpu_tile_gemm m=%d n=%d kd=%d acc=%d: err %.3g", m, n, kd, acc, worst);
+        }
+        free(A), free(Bm), free(C), free(C0);
+    }
+    enum { NX = 1000 };
+    float x[NX + 1];
+    for (int i = 0; i < NX; i++) x[i] = -87.0f * i / NX + (i % 3) * 0.3f;   /* [-87, 0.6] */
+    x[NX] = -INFINITY;
+    float xs[NX + 1];
+    for (int i = 0; i <= NX; i++) xs[i] = x[i];
+    float sum = cpu_tile_exp_sum(xs, NX + 1, 0.5f);
+    double worst = 0, want_sum = 0;
+    for (int i = 0; i < NX; i++) {
+        double want = exp((double)(x[i] - 0.5f));   /* the float argument the kernel sees */
+        want_sum += want;
+        if ((double)x[i] - 0.5 >= -87.3) worst = fmax(worst, fabs(xs[i] - want) / want);
+        else worst = fmax(worst, xs[i] > 1.2e-38 ? 1.0 : 0.0);   /* documented: flushed to 0 */
+    }
+    CHECK_MSG(worst < 5e-7, "cpu_tile_exp_sum: rel err %.3g", worst);
+    CHECK(xs[NX] == 0.0f);
+    CHECK_NEAR(want_sum, sum, 0, 1e-6);
+    CHECK(cpu_tile_max(x, NX + 1) == x[2]);
+    CHECK(cpu_tile_max(x + 1, 5) == x[2]);
+}
+
 int main(void) {
     be = backend_cpu_create();
     CHECK(be != NULL);
     if (!be) TEST_MAIN_END();
     ops_rng rng = {777};
+    test_tile_kernels(&rng);
     /* One tile, GQA (2 query heads per kv head), Dqk != Dv, two batch rows: every
      * coordinate finite-differenced. */
     test_attention_case(&rng, 2, 7, 4, 2, 6, 5, 1.0f / sqrtf(6.0f), (size_t)-1);

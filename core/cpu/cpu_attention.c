@@ -16,38 +16,6 @@
 /* Floats rounded up to a multiple of 16 (64 bytes), so every sub-buffer is aligned. */
 static size_t att_round(size_t floats) { return (floats + 15) & ~(size_t)15; }
 
-/* C[i][j] = sum_d A[i][d] * Bt[d][j] for i < m, j < n; A rows lda apart, Bt rows ldbt
- * apart, C rows ldc apart. The inner loop runs along j over contiguous memory. */
-static void tile_a_bt(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict Bt,
-                      int ldbt, int m, int n, int kdim) {
-    for (int i = 0; i < m; i++) {
-        float *c = C + (size_t)i * ldc;
-        const float *a = A + (size_t)i * lda;
-        for (int j = 0; j < n; j++) c[j] = 0.0f;
-        for (int d = 0; d < kdim; d++) {
-            float ad = a[d];
-            const float *b = Bt + (size_t)d * ldbt;
-            for (int j = 0; j < n; j++) c[j] += ad * b[j];
-        }
-    }
-}
-
-/* Acc[i][:e] += sum_{j < n} P[i][j] * R[j][:e] for i < m; R rows ldr apart (R may be a
- * strided view of k, v, q or dout). Zero weights (masked positions) are skipped. */
-static void tile_accumulate(float *restrict Acc, int ldacc, const float *restrict P, int ldp,
-                            const float *restrict R, size_t ldr, int m, int n, int e) {
-    for (int i = 0; i < m; i++) {
-        float *acc = Acc + (size_t)i * ldacc;
-        const float *p = P + (size_t)i * ldp;
-        for (int j = 0; j < n; j++) {
-            float w = p[j];
-            if (w == 0.0f) continue;
-            const float *r = R + (size_t)j * ldr;
-            for (int x = 0; x < e; x++) acc[x] += w * r[x];
-        }
-    }
-}
-
 /* Dst[d][j] = alpha * Src[j][d] for j < n, d < dim: a strided block of rows of q, k,
  * v or dout copied transposed into a tile (Dst rows are ldd apart). */
 static void tile_transpose(float *restrict Dst, int ldd, const float *restrict Src, size_t lds, int n, int dim,
@@ -87,7 +55,7 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
     const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
     const size_t o_row = (size_t)Hq * Dv;
 
-    #pragma omp parallel for schedule(dynamic, 1)
+    CPU_OMP(parallel for schedule(dynamic, 1))
     for (long task = 0; task < n_tasks; task++) {
         /* Late query tiles see the most keys: hand them out first. */
         int qt = n_qtiles - 1 - (int)(task % n_qtiles);
@@ -114,17 +82,13 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
         for (int j0 = 0; j0 < i0 + nq; j0 += ATT_BK) {
             int nk = i0 + nq - j0 < ATT_BK ? i0 + nq - j0 : ATT_BK;
             tile_transpose(Kt, ATT_BK, kb + (size_t)j0 * k_row, k_row, nk, Dqk, 1.0f);
-            tile_a_bt(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk);
+            cpu_tile_gemm(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk, 0);
             for (int i = 0; i < nq; i++) {
                 float *s = S + (size_t)i * ATT_BK;
                 int valid = i0 + i - j0 + 1;   /* keys j0 .. i0+i are visible */
                 if (valid > nk) valid = nk;
-                if (valid <= 0) {
-                    memset(s, 0, (size_t)nk * sizeof(float));
-                    continue;
-                }
-                float mx = m[i];
-                for (int j = 0; j < valid; j++) mx = s[j] > mx ? s[j] : mx;
+                if (valid < 0) valid = 0;
+                float mx = cpu_tile_max(s, valid);
                 if (mx > m[i]) {
                     float corr = expf(m[i] - mx);   /* 0 on the first tile (m = -inf) */
                     l[i] *= corr;
@@ -132,15 +96,11 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
                     for (int x = 0; x < Dv; x++) o[x] *= corr;
                     m[i] = mx;
                 }
-                float sum = 0.0f;
-                for (int j = 0; j < valid; j++) {
-                    s[j] = expf(s[j] - mx);
-                    sum += s[j];
-                }
+                if (valid > 0) l[i] += cpu_tile_exp_sum(s, valid, m[i]);
                 for (int j = valid; j < nk; j++) s[j] = 0.0f;
-                l[i] += sum;
             }
-            tile_accumulate(O, Dv, S, ATT_BK, vb + (size_t)j0 * v_row, v_row, nq, nk, Dv);
+            /* O += P V over this key tile (masked weights are 0). */
+            cpu_tile_gemm(O, Dv, S, ATT_BK, vb + (size_t)j0 * v_row, v_row, nq, Dv, nk, 1);
         }
         for (int i = 0; i < nq; i++) {
             float inv = 1.0f / l[i];
@@ -173,7 +133,7 @@ static void attention_backward_dq(backend *be, float *dq, const float *dout, con
     const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
     const size_t o_row = (size_t)Hq * Dv;
 
-    #pragma omp parallel for schedule(dynamic, 1)
+    CPU_OMP(parallel for schedule(dynamic, 1))
     for (long task = 0; task < n_tasks; task++) {
         int qt = n_qtiles - 1 - (int)(task % n_qtiles);
         int h = (int)((task / n_qtiles) % Hq), b = (int)(task / ((long)n_qtiles * Hq));
@@ -207,21 +167,19 @@ static void attention_backward_dq(backend *be, float *dq, const float *dout, con
             int nk = i0 + nq - j0 < ATT_BK ? i0 + nq - j0 : ATT_BK;
             tile_transpose(Kt, ATT_BK, kb + (size_t)j0 * k_row, k_row, nk, Dqk, 1.0f);
             tile_transpose(Vt, ATT_BK, vb + (size_t)j0 * v_row, v_row, nk, Dv, 1.0f);
-            tile_a_bt(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk);
-            tile_a_bt(dP, ATT_BK, dO, Dv, Vt, ATT_BK, nq, nk, Dv);
+            cpu_tile_gemm(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk, 0);
+            cpu_tile_gemm(dP, ATT_BK, dO, Dv, Vt, ATT_BK, nq, nk, Dv, 0);
             for (int i = 0; i < nq; i++) {
                 float *s = S + (size_t)i * ATT_BK;
                 const float *dp = dP + (size_t)i * ATT_BK;
                 int valid = i0 + i - j0 + 1;
                 if (valid > nk) valid = nk;
                 if (valid < 0) valid = 0;
-                for (int j = 0; j < valid; j++) {
-                    float p = expf(s[j] - L[i]);
-                    s[j] = p * (dp[j] - Dd[i]);
-                }
+                cpu_tile_exp_sum(s, valid, L[i]);   /* P */
+                for (int j = 0; j < valid; j++) s[j] *= dp[j] - Dd[i];   /* dS */
                 for (int j = valid; j < nk; j++) s[j] = 0.0f;
             }
-            tile_accumulate(dQ, Dqk, S, ATT_BK, kb + (size_t)j0 * k_row, k_row, nq, nk, Dqk);
+            cpu_tile_gemm(dQ, Dqk, S, ATT_BK, kb + (size_t)j0 * k_row, k_row, nq, Dqk, nk, 1);
         }
         for (int i = 0; i < nq; i++) {
             float *dst = dq + (row0 + i) * q_row + (size_t)h * Dqk;
@@ -247,7 +205,7 @@ static void attention_backward_dkv(backend *be, float *dk, float *dv, const floa
     const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
     const size_t o_row = (size_t)Hq * Dv;
 
-    #pragma omp parallel for schedule(dynamic, 1)
+    CPU_OMP(parallel for schedule(dynamic, 1))
     for (long task = 0; task < n_tasks; task++) {
         /* Early key tiles are seen by the most queries: hand them out first. */
         int kt = (int)(task % n_ktiles);
@@ -285,24 +243,26 @@ static void attention_backward_dkv(backend *be, float *dk, float *dv, const floa
                     Dd[i] = dot;
                     L[i] = lse[((size_t)b * Hq + h) * T + i0 + i];
                 }
-                tile_a_bt(S, ATT_BQ, Kb, Dqk, Qt, ATT_BQ, nk, nq, Dqk);
-                tile_a_bt(dP, ATT_BQ, Vb, Dv, dOt, ATT_BQ, nk, nq, Dv);
+                cpu_tile_gemm(S, ATT_BQ, Kb, Dqk, Qt, ATT_BQ, nk, nq, Dqk, 0);
+                cpu_tile_gemm(dP, ATT_BQ, Vb, Dv, dOt, ATT_BQ, nk, nq, Dv, 0);
                 /* Row j (key j0+j) sees queries i0+i >= j0+j. P^T goes to S for dv, then
-                 * dS^T replaces it for dk. */
+                 * dS^T (with scale folded in) replaces it for dk. */
                 for (int j = 0; j < nk; j++) {
                     float *s = S + (size_t)j * ATT_BQ;
                     int first = j0 + j - i0;   /* first visible query in this tile */
                     if (first < 0) first = 0;
-                    for (int i = 0; i < first && i < nq; i++) s[i] = 0.0f;
-                    for (int i = first; i < nq; i++) s[i] = expf(s[i] - L[i]);
+                    if (first > nq) first = nq;
+                    for (int i = 0; i < first; i++) s[i] = 0.0f;
+                    for (int i = first; i < nq; i++) s[i] -= L[i];
+                    cpu_tile_exp_sum(s + first, nq - first, 0.0f);
                 }
-                tile_accumulate(dV, Dv, S, ATT_BQ, gb, o_row, nk, nq, Dv);
+                cpu_tile_gemm(dV, Dv, S, ATT_BQ, gb, o_row, nk, Dv, nq, 1);
                 for (int j = 0; j < nk; j++) {
                     float *s = S + (size_t)j * ATT_BQ;
                     const float *dp = dP + (size_t)j * ATT_BQ;
                     for (int i = 0; i < nq; i++) s[i] = s[i] * (dp[i] - Dd[i]) * scale;
                 }
-                tile_accumulate(dK, Dqk, S, ATT_BQ, qb, q_row, nk, nq, Dqk);
+                cpu_tile_gemm(dK, Dqk, S, ATT_BQ, qb, q_row, nk, Dqk, nq, 1);
             }
         }
         for (int j = 0; j < nk; j++) {

@@ -51,6 +51,11 @@ static void cpu_synchronize(backend *be) {
 
 void cpu_scratch_reserve(backend *be, size_t floats) {
     cpu_impl *impl = be->impl;
+#ifdef _OPENMP
+    /* Slots are indexed by omp_get_thread_num() of the op's own team; inside an
+     * enclosing parallel region several callers would share slot 0. */
+    GRPO_ASSERTF(!omp_in_parallel(), "cpu backend: tiled ops must be called outside an OpenMP parallel region");
+#endif
     int want_slots = cpu_max_threads();
     if (want_slots < 1) want_slots = 1;
     if (want_slots <= impl->n_slots && floats <= impl->scratch_floats) return;

@@ -7,28 +7,28 @@
 /* out[n] = a[n] + b[n]; out may alias a or b. */
 void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n) {
     (void)be;
-    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 /* y[n] += alpha * x[n]. */
 void cpu_axpy(backend *be, float *y, float alpha, const float *x, size_t n) {
     (void)be;
-    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
     for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
 /* x[n] *= alpha. */
 void cpu_scale(backend *be, float *x, float alpha, size_t n) {
     (void)be;
-    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
     for (size_t i = 0; i < n; i++) x[i] *= alpha;
 }
 
 /* out: [rows, d] += bias: [d] on every row. */
 void cpu_add_bias(backend *be, float *out, const float *bias, int rows, int d) {
     (void)be;
-    #pragma omp parallel for schedule(static) if ((size_t)rows * d >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if ((size_t)rows * d >= CPU_PARALLEL_MIN))
     for (int r = 0; r < rows; r++) {
         float *o = out + (size_t)r * d;
         for (int j = 0; j < d; j++) o[j] += bias[j];
@@ -44,7 +44,7 @@ void cpu_add_bias(backend *be, float *out, const float *bias, int rows, int d) {
 void cpu_bias_backward(backend *be, float *dbias, const float *dout, int rows, int d) {
     (void)be;
     int nblocks = (d + CPU_COLUMN_BLOCK - 1) / CPU_COLUMN_BLOCK;
-    #pragma omp parallel for schedule(static) if ((size_t)rows * d >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if ((size_t)rows * d >= CPU_PARALLEL_MIN))
     for (int blk = 0; blk < nblocks; blk++) {
         int j0 = blk * CPU_COLUMN_BLOCK;
         int j1 = j0 + CPU_COLUMN_BLOCK < d ? j0 + CPU_COLUMN_BLOCK : d;
@@ -61,7 +61,7 @@ void cpu_bias_backward(backend *be, float *dbias, const float *dout, int rows, i
 double cpu_sum_squares(backend *be, const float *x, size_t n) {
     (void)be;
     double total = 0.0;
-    #pragma omp parallel for schedule(static) reduction(+ : total) if (n >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) reduction(+ : total) if (n >= CPU_PARALLEL_MIN))
     for (size_t i = 0; i < n; i++) total += (double)x[i] * (double)x[i];
     return total;
 }
@@ -76,7 +76,7 @@ static inline float sigmoidf(float x) {
 /* out[n] = silu(gate) * up, silu(g) = g * sigmoid(g) (SwiGLU, Shazeer 2020). */
 void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
     (void)be;
-    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
         out[i] = g * sigmoidf(g) * up[i];
@@ -88,7 +88,7 @@ void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float 
 void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n) {
     (void)be;
-    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
     for (size_t i = 0; i < n; i++) {
         float g = gate[i], s = sigmoidf(g), d = dout[i];
         float u = up[i];

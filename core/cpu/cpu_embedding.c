@@ -9,7 +9,7 @@
  * the upper bound when ids come from outside. */
 void cpu_embedding_forward(backend *be, float *out, const int32_t *ids, const float *table, int T, int D) {
     (void)be;
-    #pragma omp parallel for schedule(static) if ((size_t)T * D >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if ((size_t)T * D >= CPU_PARALLEL_MIN))
     for (int t = 0; t < T; t++) {
         GRPO_ASSERTF(ids[t] >= 0, "embedding_forward: ids[%d] = %d is negative", t, (int)ids[t]);
         memcpy(out + (size_t)t * D, table + (size_t)ids[t] * D, (size_t)D * sizeof(float));
@@ -26,7 +26,7 @@ void cpu_embedding_backward(backend *be, float *dtable, const int32_t *ids, cons
     for (int t = 0; t < T; t++)
         GRPO_ASSERTF(ids[t] >= 0, "embedding_backward: ids[%d] = %d is negative", t, (int)ids[t]);
     int nblocks = (D + EMBEDDING_COLUMN_BLOCK - 1) / EMBEDDING_COLUMN_BLOCK;
-    #pragma omp parallel for schedule(static) if ((size_t)T * D >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if ((size_t)T * D >= CPU_PARALLEL_MIN))
     for (int blk = 0; blk < nblocks; blk++) {
         int j0 = blk * EMBEDDING_COLUMN_BLOCK;
         int j1 = j0 + EMBEDDING_COLUMN_BLOCK < D ? j0 + EMBEDDING_COLUMN_BLOCK : D;

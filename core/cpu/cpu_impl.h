@@ -13,6 +13,15 @@
 #include <omp.h>
 #endif
 
+/* CPU_OMP(parallel for ...) is `#pragma omp parallel for ...` when OpenMP is on and
+ * nothing otherwise, so a build without OpenMP is serial and free of pragma warnings. */
+#ifdef _OPENMP
+#define CPU_PRAGMA_(x) _Pragma(#x)
+#define CPU_OMP(x) CPU_PRAGMA_(omp x)
+#else
+#define CPU_OMP(x)
+#endif
+
 /* One scratch buffer per OpenMP thread, grown on demand and kept for the life of the
  * backend, so ops that need working memory do not allocate in the training loop.
  * Consequence: one CPU backend object serves one host thread at a time (like a CUDA
@@ -49,6 +58,18 @@ static inline int cpu_thread_num(void) {
 /* Work below this many elements runs on one thread: a parallel region costs a few
  * microseconds, more than a small elementwise loop. */
 #define CPU_PARALLEL_MIN 16384
+
+/* ---- tile kernels (cpu_tile.c), for ops that tile their work ----
+ * C[m, n] = A[m, kd] B[kd, n] (accumulate = 0) or C += A B (accumulate = 1); rows of
+ * A, B and C are lda, ldb and ldc floats apart. A tile product, not a BLAS call: it is
+ * meant to run inside an OpenMP parallel region on one thread. */
+void cpu_tile_gemm(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict B,
+                   size_t ldb, int m, int n, int kd, int accumulate);
+/* x[j] = exp(x[j] - shift) for j < n (vectorised, ~1 ulp; exp of anything below -87.3
+ * is 0); returns the sum of the new x. */
+float cpu_tile_exp_sum(float *x, int n, float shift);
+/* max of x[0..n) (-inf when n == 0). */
+float cpu_tile_max(const float *x, int n);
 
 /* ---- ops (cpu_matmul.c) ---- */
 void cpu_matmul(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,

@@ -22,7 +22,7 @@ void cpu_token_logprobs_forward(backend *be, float *logprobs, float *lse, const 
                                 const int32_t *targets, int N, int V) {
     (void)be;
     GRPO_ASSERTF(V > 0, "token_logprobs_forward: V=%d", V);
-    #pragma omp parallel for schedule(static) if ((size_t)N * V >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if ((size_t)N * V >= CPU_PARALLEL_MIN))
     for (int i = 0; i < N; i++) {
         const float *l = logits + (size_t)i * V;
         int t = targets[i];
@@ -38,7 +38,7 @@ void cpu_token_logprobs_forward(backend *be, float *logprobs, float *lse, const 
 void cpu_token_logprobs_backward(backend *be, float *dlogits, const float *logits, const float *lse,
                                  const int32_t *targets, const float *dlogprobs, int N, int V) {
     (void)be;
-    #pragma omp parallel for schedule(static) if ((size_t)N * V >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if ((size_t)N * V >= CPU_PARALLEL_MIN))
     for (int i = 0; i < N; i++) {
         float *d = dlogits + (size_t)i * V;
         int t = targets[i];

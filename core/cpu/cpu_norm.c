@@ -9,7 +9,7 @@
 void cpu_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int N, int D,
                          float eps) {
     (void)be;
-    #pragma omp parallel for schedule(static) if ((size_t)N * D >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if ((size_t)N * D >= CPU_PARALLEL_MIN))
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * D;
         float *o = out + (size_t)n * D;
@@ -30,8 +30,9 @@ void cpu_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, c
 void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
                           const float *rstd, int N, int D) {
     (void)be;
-    int big = (size_t)N * D >= CPU_PARALLEL_MIN;
-    #pragma omp parallel for schedule(static) if (big)
+    const int big = (size_t)N * D >= CPU_PARALLEL_MIN;
+    (void)big;   /* read only by the OpenMP clauses */
+    CPU_OMP(parallel for schedule(static) if (big))
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * D, *g = dout + (size_t)n * D;
         float *d = dx + (size_t)n * D;
@@ -42,7 +43,7 @@ void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, 
         for (int i = 0; i < D; i++) d[i] = r * g[i] * w[i] - c * xr[i];
     }
     int nblocks = (D + RMSNORM_COLUMN_BLOCK - 1) / RMSNORM_COLUMN_BLOCK;
-    #pragma omp parallel for schedule(static) if (big)
+    CPU_OMP(parallel for schedule(static) if (big))
     for (int blk = 0; blk < nblocks; blk++) {
         int j0 = blk * RMSNORM_COLUMN_BLOCK;
         int j1 = j0 + RMSNORM_COLUMN_BLOCK < D ? j0 + RMSNORM_COLUMN_BLOCK : D;

@@ -16,7 +16,7 @@ void cpu_adamw(backend *be, float *param, const float *grad, float *m, float *v,
     /* The bias corrections, once per call in double: beta^step for large steps. */
     float inv_c1 = (float)(1.0 / (1.0 - pow((double)beta1, step)));
     float inv_c2 = (float)(1.0 / (1.0 - pow((double)beta2, step)));
-    #pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
     for (size_t i = 0; i < n; i++) {
         float g = grad[i];
         float mi = beta1 * m[i] + (1.0f - beta1) * g;

@@ -14,7 +14,7 @@ void cpu_rope(backend *be, float *x, int T, int H, int head_stride, int rot_dim,
                  rot_dim, head_stride);
     int half = rot_dim / 2;
     float sign = inverse ? -1.0f : 1.0f;
-    #pragma omp parallel for schedule(static) if ((size_t)T * H * rot_dim >= CPU_PARALLEL_MIN)
+    CPU_OMP(parallel for schedule(static) if ((size_t)T * H * rot_dim >= CPU_PARALLEL_MIN))
     for (int t = 0; t < T; t++) {
         int pos = positions[t];
         GRPO_ASSERTF(pos >= 0, "rope: positions[%d] = %d is negative", t, pos);

@@ -1,0 +1,180 @@
+/* Small dense kernels for the tiled CPU ops (attention): a register-blocked tile
+ * product and a vectorised exp. Written with GCC/Clang vector extensions and compiled
+ * for several x86 levels (AVX-512, AVX2+FMA, baseline) picked at load time, so the
+ * build needs no -march flag and still uses the machine's vector width. */
+#include "core/cpu/cpu_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Overridable (-DCPU_MULTIVERSION=) to test one code path by itself. */
+#ifndef CPU_MULTIVERSION
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define CPU_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CPU_MULTIVERSION
+#endif
+#endif
+
+typedef float vf16 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
+
+/* Unaligned loads and stores (memcpy compiles to one vector move). Macros, not
+ * functions: a function taking a 64-byte vector by value draws GCC's ABI note. */
+#define VLOAD(v, p) memcpy(&(v), (p), sizeof(vf16))
+#define VSTORE(p, v) memcpy((p), &(v), sizeof(vf16))
+
+/* ---- tile product ---- */
+
+/* Rows of C computed together: 4 rows x 16 columns of accumulators fit the register
+ * file at every vector width above SSE. */
+#define TILE_MR 4
+#define TILE_NR 16
+
+CPU_MULTIVERSION
+void cpu_tile_gemm(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict B,
+                   size_t ldb, int m, int n, int kd, int accumulate) {
+    int i = 0;
+    for (; i + TILE_MR <= m; i += TILE_MR) {
+        const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        float *c0p = C + (size_t)i * ldc, *c1p = c0p + ldc, *c2p = c1p + ldc, *c3p = c2p + ldc;
+        int j = 0;
+        for (; j + TILE_NR <= n; j += TILE_NR) {
+            vf16 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, t0, t1, t2, t3;
+            const float *b = B + j;
+            for (int p = 0; p < kd; p++, b += ldb) {
+                vf16 bv;
+                VLOAD(bv, b);
+                c0 += a0[p] * bv;
+                c1 += a1[p] * bv;
+                c2 += a2[p] * bv;
+                c3 += a3[p] * bv;
+            }
+            if (accumulate) {
+                VLOAD(t0, c0p + j);
+                VLOAD(t1, c1p + j);
+                VLOAD(t2, c2p + j);
+                VLOAD(t3, c3p + j);
+                c0 += t0;
+                c1 += t1;
+                c2 += t2;
+                c3 += t3;
+            }
+            VSTORE(c0p + j, c0);
+            VSTORE(c1p + j, c1);
+            VSTORE(c2p + j, c2);
+            VSTORE(c3p + j, c3);
+        }
+        for (; j < n; j++) {   /* column tail */
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int p = 0; p < kd; p++) {
+                float bv = B[(size_t)p * ldb + j];
+                s0 += a0[p] * bv;
+                s1 += a1[p] * bv;
+                s2 += a2[p] * bv;
+                s3 += a3[p] * bv;
+            }
+            c0p[j] = accumulate ? c0p[j] + s0 : s0;
+            c1p[j] = accumulate ? c1p[j] + s1 : s1;
+            c2p[j] = accumulate ? c2p[j] + s2 : s2;
+            c3p[j] = accumulate ? c3p[j] + s3 : s3;
+        }
+    }
+    for (; i < m; i++) {   /* row tail */
+        const float *a = A + (size_t)i * lda;
+        float *c = C + (size_t)i * ldc;
+        int j = 0;
+        for (; j + TILE_NR <= n; j += TILE_NR) {
+            vf16 acc = {0}, t;
+            const float *b = B + j;
+            for (int p = 0; p < kd; p++, b += ldb) {
+                VLOAD(t, b);
+                acc += a[p] * t;
+            }
+            if (accumulate) {
+                VLOAD(t, c + j);
+                acc += t;
+            }
+            VSTORE(c + j, acc);
+        }
+        for (; j < n; j++) {
+            float s = 0;
+            for (int p = 0; p < kd; p++) s += a[p] * B[(size_t)p * ldb + j];
+            c[j] = accumulate ? c[j] + s : s;
+        }
+    }
+}
+
+/* ---- exp ----
+ * exp(x) = 2^n * e^r with n = round(x / ln 2), |r| <= ln2 / 2, e^r by the Cephes
+ * expf polynomial (Moshier, Cephes Math Library, expf.c): about 1 ulp on [-87.3, 88].
+ * Inputs below -87.3 (incl. -inf) give 0; inputs above 88 give exp(88). */
+static inline void vexp(vf16 *v) {
+    vf16 x = *v;
+    const vf16 zero = {0};
+    const vf16 hi = zero + 88.0f, lo_cut = zero - 87.3365447505531f;
+    vi16 too_small = x < lo_cut;
+    vi16 too_big = x > hi;
+    x = (vf16)(((vi16)x & ~too_big) | ((vi16)hi & too_big));
+    x = (vf16)(((vi16)x & ~too_small) | ((vi16)lo_cut & too_small));
+    vf16 fx = x * 1.44269504088896341f + 0.5f;
+    vi16 n = __builtin_convertvector(fx, vi16);             /* truncates toward zero */
+    n += (vi16)(__builtin_convertvector(n, vf16) > fx);   /* floor: -1 where truncation went up */
+    vf16 nf = __builtin_convertvector(n, vf16);
+    vf16 r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+    vf16 y = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f;
+    vf16 pow2n = (vf16)((n + 127) << 23);
+    *v = (vf16)((vi16)(y * pow2n) & ~too_small);
+}
+
+/* Scalar twin of vexp for the tails, so every element gets the same function. */
+static inline float sexp(float x) {
+    vf16 v = {0};
+    v[0] = x;
+    vexp(&v);
+    return v[0];
+}
+
+CPU_MULTIVERSION
+float cpu_tile_exp_sum(float *x, int n, float shift) {
+    vf16 acc = {0};
+    int j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        vf16 e;
+        VLOAD(e, x + j);
+        e -= shift;
+        vexp(&e);
+        VSTORE(x + j, e);
+        acc += e;
+    }
+    float sum = 0;
+    for (int t = 0; t < TILE_NR; t++) sum += acc[t];
+    for (; j < n; j++) {
+        x[j] = sexp(x[j] - shift);
+        sum += x[j];
+    }
+    return sum;
+}
+
+CPU_MULTIVERSION
+float cpu_tile_max(const float *x, int n) {
+    float mx = -INFINITY;
+    int j = 0;
+    if (n >= TILE_NR) {
+        vf16 m, v;
+        VLOAD(m, x);
+        for (j = TILE_NR; j + TILE_NR <= n; j += TILE_NR) {
+            VLOAD(v, x + j);
+            vi16 gt = v > m;
+            m = (vf16)(((vi16)v & gt) | ((vi16)m & ~gt));
+        }
+        for (int t = 0; t < TILE_NR; t++) mx = m[t] > mx ? m[t] : mx;
+    }
+    for (; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
