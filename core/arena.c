@@ -4,15 +4,14 @@
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "core/status.h"
 
 struct arena {
-    unsigned char *base;
+    unsigned char *base;   /* start of the usable block (aligned) */
+    unsigned char *raw;    /* what arena_create allocated; NULL over a foreign block */
     size_t capacity;
     size_t used;
-    int owns_base;
 };
 
 enum { ARENA_BLOCK_ALIGN = 64 };
@@ -23,24 +22,22 @@ arena *arena_create(size_t bytes) {
         grpo_fail(GRPO_ERR_NOMEM, "arena_create: no memory for the arena header");
         return NULL;
     }
-    /* aligned_alloc wants a multiple of the alignment. */
-    size_t rounded = bytes + (ARENA_BLOCK_ALIGN - 1);
-    if (rounded < bytes) {
+    /* calloc (not malloc + memset): a large block comes as untouched zero pages, so a
+     * multi-GB arena costs nothing until used. Over-allocate to align by hand. */
+    if (bytes > SIZE_MAX - ARENA_BLOCK_ALIGN) {
         free(a);
         grpo_fail(GRPO_ERR_NOMEM, "arena_create: %zu bytes is too large", bytes);
         return NULL;
     }
-    rounded &= ~(size_t)(ARENA_BLOCK_ALIGN - 1);
-    if (rounded == 0) rounded = ARENA_BLOCK_ALIGN;
-    a->base = aligned_alloc(ARENA_BLOCK_ALIGN, rounded);
-    if (!a->base) {
+    a->raw = calloc(1, bytes + ARENA_BLOCK_ALIGN);
+    if (!a->raw) {
         free(a);
         grpo_fail(GRPO_ERR_NOMEM, "arena_create: cannot allocate %zu bytes", bytes);
         return NULL;
     }
-    memset(a->base, 0, rounded);
+    uintptr_t raw = (uintptr_t)a->raw;
+    a->base = a->raw + (((raw + ARENA_BLOCK_ALIGN - 1) & ~(uintptr_t)(ARENA_BLOCK_ALIGN - 1)) - raw);
     a->capacity = bytes;
-    a->owns_base = 1;
     return a;
 }
 
@@ -86,6 +83,6 @@ void *arena_base(const arena *a) { return a->base; }
 
 void arena_free(arena *a) {
     if (!a) return;
-    if (a->owns_base) free(a->base);
+    free(a->raw);
     free(a);
 }

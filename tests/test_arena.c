@@ -84,6 +84,10 @@ static void test_over(void) {
     if (empty) CHECK(arena_alloc(empty, 0, 1) == NULL);
     arena_free(empty);
 
+    /* An impossible size fails with a message instead of wrapping around. */
+    CHECK(arena_create(SIZE_MAX) == NULL);
+    CHECK(strstr(grpo_error_message(), "too large") != NULL);
+
     arena *zero = arena_create(0);
     CHECK(zero != NULL);
     if (zero) CHECK(arena_alloc(zero, 1, 1) == NULL);
