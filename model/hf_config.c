@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,31 +320,99 @@ grpo_status hf_config_model_type(const char *path, char *out, size_t size) {
     return s;
 }
 
-/* ---- writing ---- */
+/* ---- writing ----
+ * The text is built here rather than by jansson's dump, whose fixed real precision
+ * prints 1e-6 as 9.9999999999999995e-07: reals get the shortest form that reads back
+ * to the same double, keys are sorted and indented as transformers writes them. */
 
-static json_t *token_id_json(int id) { return id < 0 ? json_null() : json_integer(id); }
+#define HF_MAX_FIELDS 40
 
-static json_t *rope_json(const dense_config *c) {
-    json_t *r = json_object();
-    json_object_set_new(r, "rope_theta", json_real(c->rope.theta));
+typedef struct {
+    const char *key;
+    char value[512];   /* rendered JSON */
+} hf_field;
+
+typedef struct {
+    hf_field fields[HF_MAX_FIELDS];
+    int count;
+} hf_object;
+
+static void put(hf_object *o, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(hf_object *o, const char *key, const char *fmt, ...) {
+    GRPO_ASSERT(o->count < HF_MAX_FIELDS);
+    hf_field *f = &o->fields[o->count++];
+    f->key = key;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->value, sizeof f->value, fmt, ap);
+    va_end(ap);
+}
+
+/* The shortest text that parses back to x, laid out as Python's repr does: fixed
+ * notation for 1e-4 <= |x| < 1e16 (with ".0" on integral values, so Python reads a
+ * float), exponent notation otherwise. x is finite (validated). */
+static void format_real(char *buf, size_t size, double x) {
+    double ax = fabs(x);
+    if (ax >= 1e-4 && ax < 1e16) {
+        for (int decimals = 0; decimals <= 20; decimals++) {
+            snprintf(buf, size, "%.*f", decimals, x);
+            if (strtod(buf, NULL) == x) break;
+        }
+        if (!strchr(buf, '.')) strncat(buf, ".0", size - strlen(buf) - 1);
+        return;
+    }
+    for (int precision = 1; precision <= 17; precision++) {
+        snprintf(buf, size, "%.*g", precision, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    if (!strpbrk(buf, ".eE")) strncat(buf, ".0", size - strlen(buf) - 1);
+}
+
+static void put_real(hf_object *o, const char *key, double x) {
+    char buf[40];
+    format_real(buf, sizeof buf, x);
+    put(o, key, "%s", buf);
+}
+
+static void put_token_id(hf_object *o, const char *key, int id) {
+    if (id < 0) put(o, key, "null");
+    else put(o, key, "%d", id);
+}
+
+static int field_cmp(const void *a, const void *b) {
+    return strcmp(((const hf_field *)a)->key, ((const hf_field *)b)->key);
+}
+
+/* Renders o as a JSON object, keys sorted, members indented by indent + 2 spaces. */
+static void render(hf_object *o, int indent, char *buf, size_t size) {
+    qsort(o->fields, (size_t)o->count, sizeof o->fields[0], field_cmp);
+    size_t n = (size_t)snprintf(buf, size, "{\n");
+    for (int i = 0; i < o->count && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%*s\"%s\": %s%s\n", indent + 2, "", o->fields[i].key,
+                              o->fields[i].value, i + 1 < o->count ? "," : "");
+    if (n < size) snprintf(buf + n, size - n, "%*s}", indent, "");
+}
+
+static void rope_object(const dense_config *c, char *buf, size_t size) {
+    hf_object r = {.count = 0};
+    put_real(&r, "rope_theta", c->rope.theta);
     switch (c->rope.type) {
     case HF_ROPE_DEFAULT:
-        json_object_set_new(r, "rope_type", json_string("default"));
+        put(&r, "rope_type", "\"default\"");
         break;
     case HF_ROPE_LINEAR:
-        json_object_set_new(r, "rope_type", json_string("linear"));
-        json_object_set_new(r, "factor", json_real(c->rope.factor));
+        put(&r, "rope_type", "\"linear\"");
+        put_real(&r, "factor", c->rope.factor);
         break;
     case HF_ROPE_LLAMA3:
-        json_object_set_new(r, "rope_type", json_string("llama3"));
-        json_object_set_new(r, "factor", json_real(c->rope.factor));
-        json_object_set_new(r, "low_freq_factor", json_real(c->rope.low_freq_factor));
-        json_object_set_new(r, "high_freq_factor", json_real(c->rope.high_freq_factor));
-        json_object_set_new(r, "original_max_position_embeddings",
-                            json_integer(c->rope.original_max_position_embeddings));
+        put(&r, "rope_type", "\"llama3\"");
+        put_real(&r, "factor", c->rope.factor);
+        put_real(&r, "low_freq_factor", c->rope.low_freq_factor);
+        put_real(&r, "high_freq_factor", c->rope.high_freq_factor);
+        put(&r, "original_max_position_embeddings", "%d", c->rope.original_max_position_embeddings);
         break;
     }
-    return r;
+    render(&r, 2, buf, size);
 }
 
 /* Writes text to path via path.tmp + fsync + rename, so a crash leaves the old file or the new one. */
@@ -381,62 +450,57 @@ static grpo_status write_atomic(const char *path, const char *text) {
 grpo_status hf_config_dense_write(const dense_config *c, const char *path) {
     GRPO_TRY(hf_config_dense_validate(c, path));
     int qwen2 = is_qwen2(c->model_type);
-    json_t *o = json_object();
-    json_t *arch = json_array();
-    json_array_append_new(arch, json_string(qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
-    json_object_set_new(o, "architectures", arch);
-    json_object_set_new(o, "model_type", json_string(c->model_type));
-    json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
-    json_object_set_new(o, "hidden_size", json_integer(c->hidden_size));
-    json_object_set_new(o, "intermediate_size", json_integer(c->intermediate_size));
-    json_object_set_new(o, "num_hidden_layers", json_integer(c->num_hidden_layers));
-    json_object_set_new(o, "num_attention_heads", json_integer(c->num_attention_heads));
-    json_object_set_new(o, "num_key_value_heads", json_integer(c->num_key_value_heads));
-    json_object_set_new(o, "head_dim", json_integer(c->head_dim));
-    json_object_set_new(o, "hidden_act", json_string("silu"));
-    json_object_set_new(o, "rms_norm_eps", json_real(c->rms_norm_eps));
-    json_object_set_new(o, "max_position_embeddings", json_integer(c->max_position_embeddings));
+    hf_object o = {.count = 0};
+    put(&o, "architectures", "[\"%s\"]", qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
+    put(&o, "model_type", "\"%s\"", c->model_type);
+    put(&o, "vocab_size", "%d", c->vocab_size);
+    put(&o, "hidden_size", "%d", c->hidden_size);
+    put(&o, "intermediate_size", "%d", c->intermediate_size);
+    put(&o, "num_hidden_layers", "%d", c->num_hidden_layers);
+    put(&o, "num_attention_heads", "%d", c->num_attention_heads);
+    put(&o, "num_key_value_heads", "%d", c->num_key_value_heads);
+    put(&o, "head_dim", "%d", c->head_dim);
+    put(&o, "hidden_act", "\"silu\"");
+    put_real(&o, "rms_norm_eps", c->rms_norm_eps);
+    put(&o, "max_position_embeddings", "%d", c->max_position_embeddings);
     /* Both spellings: transformers >= 5 reads rope_parameters, older versions rope_theta
      * and rope_scaling (null for the default type). */
-    json_object_set_new(o, "rope_theta", json_real(c->rope.theta));
-    json_object_set_new(o, "rope_parameters", rope_json(c));
-    json_object_set_new(o, "rope_scaling", c->rope.type == HF_ROPE_DEFAULT ? json_null() : rope_json(c));
-    json_object_set_new(o, "tie_word_embeddings", json_boolean(c->tie_word_embeddings));
-    json_object_set_new(o, "initializer_range", json_real(c->initializer_range));
-    json_object_set_new(o, "bos_token_id", token_id_json(c->bos_token_id));
-    if (c->n_eos == 1) {
-        json_object_set_new(o, "eos_token_id", json_integer(c->eos_token_ids[0]));
-    } else if (c->n_eos == 0) {
-        json_object_set_new(o, "eos_token_id", json_null());
+    char rope[512];
+    rope_object(c, rope, sizeof rope);
+    put_real(&o, "rope_theta", c->rope.theta);
+    put(&o, "rope_parameters", "%s", rope);
+    if (c->rope.type == HF_ROPE_DEFAULT) put(&o, "rope_scaling", "null");
+    else put(&o, "rope_scaling", "%s", rope);
+    put(&o, "tie_word_embeddings", "%s", c->tie_word_embeddings ? "true" : "false");
+    put_real(&o, "initializer_range", c->initializer_range);
+    put_token_id(&o, "bos_token_id", c->bos_token_id);
+    if (c->n_eos == 0) {
+        put(&o, "eos_token_id", "null");
+    } else if (c->n_eos == 1) {
+        put(&o, "eos_token_id", "%d", c->eos_token_ids[0]);
     } else {
-        json_t *eos = json_array();
-        for (int i = 0; i < c->n_eos; i++) json_array_append_new(eos, json_integer(c->eos_token_ids[i]));
-        json_object_set_new(o, "eos_token_id", eos);
+        char list[HF_CONFIG_MAX_EOS * 16 + 4];
+        size_t n = (size_t)snprintf(list, sizeof list, "[");
+        for (int i = 0; i < c->n_eos; i++)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%d", i ? ", " : "", c->eos_token_ids[i]);
+        snprintf(list + n, sizeof list - n, "]");
+        put(&o, "eos_token_id", "%s", list);
     }
-    if (c->pad_token_id >= 0) json_object_set_new(o, "pad_token_id", json_integer(c->pad_token_id));
-    json_object_set_new(o, "attention_dropout", json_real(0.0));
-    json_object_set_new(o, "use_cache", json_true());
+    put_token_id(&o, "pad_token_id", c->pad_token_id);
+    put(&o, "attention_dropout", "0.0");
+    put(&o, "use_cache", "true");
     if (qwen2) {
-        json_object_set_new(o, "use_sliding_window", json_false());
-        json_object_set_new(o, "max_window_layers", json_integer(c->num_hidden_layers));
+        put(&o, "use_sliding_window", "false");
+        put(&o, "max_window_layers", "%d", c->num_hidden_layers);
     } else {
-        json_object_set_new(o, "attention_bias", json_boolean(c->attention_bias));
-        json_object_set_new(o, "mlp_bias", json_false());
-        json_object_set_new(o, "pretraining_tp", json_integer(1));
+        put(&o, "attention_bias", "%s", c->attention_bias ? "true" : "false");
+        put(&o, "mlp_bias", "false");
+        put(&o, "pretraining_tp", "1");
     }
-    json_object_set_new(o, "torch_dtype", json_string("float32"));   /* transformers < 5 */
-    json_object_set_new(o, "dtype", json_string("float32"));
-    char *text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
-    json_decref(o);
-    if (!text) return grpo_fail(GRPO_ERR_NOMEM, "%s: cannot format config.json", path);
-    size_t n = strlen(text);
-    char *with_newline = malloc(n + 2);
-    if (!with_newline) { free(text); return grpo_fail(GRPO_ERR_NOMEM, "%s: out of memory", path); }
-    memcpy(with_newline, text, n);
-    with_newline[n] = '\n';
-    with_newline[n + 1] = '\0';
-    free(text);
-    grpo_status s = write_atomic(path, with_newline);
-    free(with_newline);
-    return s;
+    put(&o, "torch_dtype", "\"float32\"");   /* transformers < 5 */
+    put(&o, "dtype", "\"float32\"");
+    char text[8192];
+    render(&o, 0, text, sizeof text - 1);
+    strcat(text, "\n");
+    return write_atomic(path, text);
 }
