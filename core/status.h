@@ -7,6 +7,14 @@
 
 #include <stdarg.h>
 
+/* Usable from the CUDA translation units (C++) too. */
+#ifdef __cplusplus
+#define GRPO_NORETURN [[noreturn]]
+extern "C" {
+#else
+#define GRPO_NORETURN _Noreturn
+#endif
+
 typedef enum {
     GRPO_OK = 0,
     GRPO_ERR_INVALID,     /* a value is out of range or inconsistent */
@@ -36,7 +44,11 @@ int grpo_exit_code(grpo_status s);
  * log). One hook; setting it again replaces it. */
 typedef void (*grpo_abort_hook)(void *ctx);
 void grpo_set_abort_hook(grpo_abort_hook hook, void *ctx);
-_Noreturn void grpo_fatal(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+GRPO_NORETURN void grpo_fatal(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #define GRPO_ASSERT(cond) \
     do { if (!(cond)) grpo_fatal(__FILE__, __LINE__, "assertion failed: %s", #cond); } while (0)

@@ -329,7 +329,8 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
         result->seconds = now_seconds() - t0;
         result->tokens_per_second = tok_s;
     }
-    if (bar) progress_finish(bar);
+    if (bar) progress_finish(bar);   /* prints the final line and frees */
+    bar = NULL;
     if (!s && start >= cfg->max_steps) {
         /* Resumed from the final checkpoint: nothing to train, report where it stands. */
         result->steps = start;

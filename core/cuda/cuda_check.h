@@ -10,22 +10,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-/* status.h is C11: give C++ (nvcc's host pass) a spelling of _Noreturn it knows. */
-#ifdef __cplusplus
-#ifndef _Noreturn
-#define _Noreturn __attribute__((noreturn))
-#define GRPO_CUDA_DEFINED_NORETURN_
-#endif
-extern "C" {
-#endif
 #include "core/status.h"
-#ifdef __cplusplus
-}
-#ifdef GRPO_CUDA_DEFINED_NORETURN_
-#undef _Noreturn
-#undef GRPO_CUDA_DEFINED_NORETURN_
-#endif
-#endif
 
 #define CUDA_CHECK(call) do { cudaError_t cuda_err_ = (call); \
     if (cuda_err_ != cudaSuccess) grpo_fatal(__FILE__, __LINE__, "%s: CUDA error %d %s: %s", #call, \
