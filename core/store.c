@@ -135,6 +135,11 @@ static grpo_status check_version_known(const store *s, int version) {
     return GRPO_OK;
 }
 
+static grpo_status commit(store *s) {
+    GRPO_CHECK_SQLITE(s->db, sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL));
+    return GRPO_OK;
+}
+
 static grpo_status apply_migrations_locked(store *s) {
     int version;
     GRPO_TRY(read_user_version(s, &version)); /* again, now that no one else can migrate */
@@ -156,16 +161,15 @@ static grpo_status migrate(store *s) {
     if (version == STORE_SCHEMA_VERSION) return GRPO_OK;
     GRPO_CHECK_SQLITE(s->db, sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL));
     grpo_status status = apply_migrations_locked(s);
-    if (status == GRPO_OK) {
-        int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-        if (rc == SQLITE_OK) return GRPO_OK;
-        status = grpo_fail(GRPO_ERR_BACKEND, "%s: committing the schema migration: %s", s->path, sqlite3_errmsg(s->db));
-    }
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (status == GRPO_OK && (status = commit(s)) == GRPO_OK) return GRPO_OK;
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* the first error is the one reported */
     return status;
 }
 
+/* Opens the connection (s->db is set even on failure; store_close releases it) and sets it up. */
 static grpo_status configure(store *s) {
+    int flags = s->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    GRPO_CHECK_SQLITE(s->db, sqlite3_open_v2(s->path, &s->db, flags, NULL));
     GRPO_CHECK_SQLITE(s->db, sqlite3_extended_result_codes(s->db, 1));
     GRPO_CHECK_SQLITE(s->db, sqlite3_busy_timeout(s->db, 10000));
     int version;
@@ -201,13 +205,6 @@ static grpo_status open_store(const char *path, int readonly, store **out) {
     else snprintf(s->path, n, "%s", path);
 
     grpo_status status = readonly ? GRPO_OK : make_parent_dirs(s->path);
-    if (status == GRPO_OK) {
-        int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-        int rc = sqlite3_open_v2(s->path, &s->db, flags, NULL);
-        if (rc != SQLITE_OK)
-            status = grpo_fail(rc == SQLITE_CANTOPEN ? GRPO_ERR_IO : GRPO_ERR_BACKEND, "%s: cannot open the run store: %s",
-                               s->path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-    }
     if (status == GRPO_OK) {
         status = configure(s);
         if (status != GRPO_OK && !strstr(grpo_error_message(), s->path)) grpo_error_prefix("%s", s->path);
@@ -247,7 +244,7 @@ grpo_status store_transaction_begin(store *s) {
 
 grpo_status store_transaction_commit(store *s) {
     if (!s->in_transaction) return grpo_fail(GRPO_ERR_INVALID, "%s: no store transaction is open", s->path);
-    GRPO_CHECK_SQLITE(s->db, sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL));
+    GRPO_TRY(commit(s));
     s->in_transaction = 0;
     return GRPO_OK;
 }
@@ -261,10 +258,7 @@ static grpo_status tx_enter(store *s, int *own) {
 
 static grpo_status tx_leave(store *s, int own, grpo_status status) {
     if (!own) return status;
-    if (status == GRPO_OK) {
-        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) return GRPO_OK;
-        status = grpo_fail(GRPO_ERR_BACKEND, "%s: commit failed: %s", s->path, sqlite3_errmsg(s->db));
-    }
+    if (status == GRPO_OK && (status = commit(s)) == GRPO_OK) return GRPO_OK;
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* the first error is the one reported */
     return status;
 }
