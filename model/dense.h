@@ -61,7 +61,7 @@ void dense_init_random(dense_model *m, uint64_t seed);
 
 /* Loads the weights of m from a .safetensors file or a model directory (sharded or not).
  * Shapes must match the config; missing or extra tensors are errors naming them
- * (lm_head.weight may be absent only when embeddings are tied). */
+ * (lm_head.weight must be absent or a redundant copy when embeddings are tied). */
 grpo_status dense_load(dense_model *m, const char *path);
 /* Reads dir/config.json, creates the model on be and loads its weights. */
 grpo_status dense_model_load_dir(backend *be, const char *dir, dense_model **out);

@@ -9,11 +9,21 @@
 
 static int never(const char *name) { (void)name; return 0; }
 
+/* 1 when the only tensor of f that m lacks is a (redundant) lm_head.weight of a tied model:
+ * some tied checkpoints carry the copy; it is ignored. */
+static int only_extra_is_tied_lm_head(const dense_model *m, const st_file *f) {
+    if (!m->cfg.tie_word_embeddings || !st_find(f, "lm_head.weight")) return 0;
+    int extras = 0;
+    for (int i = 0; i < st_count(f); i++)
+        if (param_find(&m->params, st_get(f, i)->name) < 0) extras++;
+    return extras == 1;
+}
+
 grpo_status dense_load(dense_model *m, const char *path) {
     st_file *f = NULL;
     GRPO_TRY(st_open(path, &f));
     /* A tied model has no lm_head view, so only an untied one could miss it: that is an error. */
-    grpo_status s = param_set_load(&m->params, f, never, 0);
+    grpo_status s = param_set_load(&m->params, f, never, only_extra_is_tied_lm_head(m, f));
     if (s != GRPO_OK) grpo_error_prefix("%s", path);
     st_close(f);
     return s;

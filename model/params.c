@@ -146,7 +146,7 @@ static size_t largest_view(const param_set *ps) {
 grpo_status param_set_load(param_set *ps, const st_file *f, int (*optional_missing)(const char *name),
                            int ignore_extra) {
     GRPO_ASSERT(ps->data != NULL);
-    name_index ix;
+    name_index ix = {NULL, 0};
     GRPO_TRY(name_index_build(&ix, ps));
     char *seen = calloc((size_t)ps->count + 1, 1);
     float *host = malloc((largest_view(ps) + 1) * sizeof(float));

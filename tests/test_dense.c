@@ -45,6 +45,7 @@ static dense_config tiny_config(const char *type, int tied, int bias, int hidden
  * finite-difference check sees them act (random init leaves them at 1 and 0). */
 static void perturb_norms_and_biases(dense_model *m, uint64_t seed) {
     param_set *ps = dense_model_params(m);
+    backend *mb = dense_model_backend(m);
     for (int v = 0; v < ps->count; v++) {
         const param_view *pv = &ps->views[v];
         int is_bias = strstr(pv->name, ".bias") != NULL, is_norm = strstr(pv->name, "norm") != NULL;
@@ -54,7 +55,7 @@ static void perturb_norms_and_biases(dense_model *m, uint64_t seed) {
             float r = 2.0f * ((float)((seed * 2654435761u + v * 97 + i * 7919) % 1000) / 1000.0f) - 1.0f;
             h[i] = is_norm ? 1.0f + 0.2f * r : 0.2f * r;
         }
-        be->to_device(be, param_ptr(ps, v), h, pv->numel * sizeof(float));
+        mb->to_device(mb, param_ptr(ps, v), h, pv->numel * sizeof(float));
         free(h);
     }
 }
@@ -413,11 +414,22 @@ static void test_round_trip(dense_config c) {
     CHECK_OK(dense_model_create(be, &wrong, &fresh));
     CHECK_FAILS(dense_load(fresh, dir), "mlp.down_proj.weight: expected shape");
     dense_model_free(fresh);
+    /* Tying flipped: an untied model misses lm_head.weight (an error); a tied one
+     * ignores the file's lm_head.weight as a redundant copy, but no other extra. */
     wrong = c;
     wrong.tie_word_embeddings = !c.tie_word_embeddings;
     CHECK_OK(dense_model_create(be, &wrong, &fresh));
-    CHECK_FAILS(dense_load(fresh, dir), "lm_head.weight");
+    if (wrong.tie_word_embeddings) CHECK_OK(dense_load(fresh, dir));
+    else CHECK_FAILS(dense_load(fresh, dir), "tensor lm_head.weight is missing");
     dense_model_free(fresh);
+    if (!c.tie_word_embeddings) {
+        wrong = c;
+        wrong.tie_word_embeddings = 1;
+        wrong.attention_bias = 0;   /* the file's biases are now extras too */
+        CHECK_OK(dense_model_create(be, &wrong, &fresh));
+        CHECK_FAILS(dense_load(fresh, dir), "not a parameter of this model");
+        dense_model_free(fresh);
+    }
 
     be->free(be, ids);
     be->free(be, pos);
@@ -520,6 +532,73 @@ static void test_c_saved_fixture(const char *name) {
     dense_model_free(m);
 }
 
+/* The same model on the CUDA backend, when a GPU is present and the backend has every op
+ * the model needs, gives the CPU's logits and gradients: max relative error <= 1e-3 over
+ * each whole array (fp32 ops agree to ~1e-5 each; the differences compound over layers). */
+static void test_cuda_matches_cpu(void) {
+    if (backend_cuda_device_count() == 0) { printf("cuda comparison: no CUDA device, skipped\n"); return; }
+    backend *gpu = backend_cuda_create(0);
+    if (!gpu) { printf("cuda comparison: skipped: %s\n", grpo_error_message()); return; }
+    dense_config c = tiny_config("qwen2", 0, 1, 64, 4, 2, 16);
+    c.vocab_size = 97;
+    c.intermediate_size = 96;
+    c.initializer_range = 0.1;
+    dense_model *mc = NULL, *mg = NULL;
+    CHECK_OK(dense_model_create(be, &c, &mc));
+    if (dense_model_create(gpu, &c, &mg) != GRPO_OK) {
+        printf("cuda comparison: skipped: %s\n", grpo_error_message());
+        dense_model_free(mc);
+        backend_free(gpu);
+        return;
+    }
+    int B = 3, T = 17, N = B * T, V = c.vocab_size;
+    dense_model *models[2] = {mc, mg};
+    float *logits_host[2], *grad_host[2];
+    float *w = malloc((size_t)N * V * sizeof(float));
+    for (long i = 0; i < (long)N * V; i++) w[i] = (float)(2 * lcg_uniform() - 1);
+    int32_t host_ids[51];
+    for (int i = 0; i < N; i++) host_ids[i] = (i * 31 + 7) % V;
+    for (int k = 0; k < 2; k++) {
+        dense_model *m = models[k];
+        backend *b = dense_model_backend(m);
+        param_set *ps = dense_model_params(m);
+        dense_init_random(m, 99);
+        perturb_norms_and_biases(m, 4);
+        CHECK_OK(dense_reserve(m, B, T));
+        CHECK_OK(param_set_alloc_grad(ps));
+        param_set_zero_grad(ps);
+        int32_t *ids = b->alloc(b, sizeof host_ids);
+        float *dlogits = b->alloc(b, (size_t)N * V * sizeof(float)), *logits = NULL;
+        b->to_device(b, ids, host_ids, sizeof host_ids);
+        b->to_device(b, dlogits, w, (size_t)N * V * sizeof(float));
+        CHECK_OK(dense_forward(m, ids, NULL, B, T, &logits));
+        logits_host[k] = malloc((size_t)N * V * sizeof(float));
+        b->to_host(b, logits_host[k], logits, (size_t)N * V * sizeof(float));
+        CHECK_OK(dense_backward(m, dlogits));
+        grad_host[k] = malloc(ps->total * sizeof(float));
+        b->to_host(b, grad_host[k], ps->grad, ps->total * sizeof(float));
+        b->synchronize(b);
+        b->free(b, ids);
+        b->free(b, dlogits);
+    }
+    double rel_logits = harness_max_rel_err(logits_host[1], logits_host[0], (long)N * V, 1e-6);
+    CHECK_MSG(rel_logits <= 1e-3, "cuda logits differ from cpu: %.3g", rel_logits);
+    param_set *ps = dense_model_params(mc);
+    double worst = 0;
+    for (int v = 0; v < ps->count; v++) {
+        const param_view *pv = &ps->views[v];
+        double e = harness_max_rel_err(grad_host[1] + pv->offset, grad_host[0] + pv->offset, (long)pv->numel, 1e-6);
+        CHECK_MSG(e <= 1e-3, "cuda gradient of %s differs from cpu: %.3g", pv->name, e);
+        worst = fmax(worst, e);
+    }
+    printf("cuda comparison: logits rel err %.3g, worst gradient rel err %.3g\n", rel_logits, worst);
+    for (int k = 0; k < 2; k++) { free(logits_host[k]); free(grad_host[k]); }
+    free(w);
+    dense_model_free(mc);
+    dense_model_free(mg);
+    backend_free(gpu);
+}
+
 static void test_activation_bytes(void) {
     dense_config c = tiny_config("llama", 0, 0, 16, 4, 2, 4);
     size_t one = dense_activation_bytes(&c, 1, 8), two = dense_activation_bytes(&c, 2, 8);
@@ -556,6 +635,7 @@ int main(void) {
     test_round_trip(tiny_config("qwen2", 1, 1, 16, 4, 2, 4));
     test_round_trip(tiny_config("llama", 0, 1, 16, 4, 2, 6));
     test_activation_bytes();
+    test_cuda_matches_cpu();
 
     rmdir(tmpdir);
     backend_free(be);
