@@ -252,8 +252,7 @@ static void test_swiglu(ops_rng *r) {
 
 /* ---- token log-probabilities ---- */
 
-enum { LP_N = 7, LP_V = 11 };
-typedef struct { double *logits, *r; const int32_t *targets; } logprob_ctx;
+typedef struct { double *logits, *r; const int32_t *targets; int N, V; } logprob_ctx;
 
 /* logits[i, t] - log sum_j exp(logits[i, j]), in double, max subtracted. */
 static double logprob_d(const double *l, int V, int t, double *lse_out) {
@@ -268,30 +267,53 @@ static double logprob_d(const double *l, int V, int t, double *lse_out) {
 static double logprob_loss(void *p) {
     logprob_ctx *c = p;
     double loss = 0;
-    for (int i = 0; i < LP_N; i++) loss += c->r[i] * logprob_d(c->logits + i * LP_V, LP_V, c->targets[i], NULL);
+    for (int i = 0; i < c->N; i++)
+        loss += c->r[i] * logprob_d(c->logits + (size_t)i * c->V, c->V, c->targets[i], NULL);
     return loss;
 }
 
-static void test_token_logprobs(ops_rng *r) {
-    const int32_t targets[LP_N] = {4, -1, 0, 10, -100, 7, 4};
-    float *logits = ops_random(r, LP_N * LP_V, -4, 4), *dlp = ops_random(r, LP_N, -1, 1);
-    for (int j = 0; j < LP_V; j++) logits[5 * LP_V + j] += 200.0f;   /* exp would overflow without the max */
-    float lp[LP_N], lse[LP_N], dlogits[LP_N * LP_V];
-    for (int i = 0; i < LP_N * LP_V; i++) dlogits[i] = NAN;   /* written, not accumulated */
-    logprob_ctx c = {ops_to_double(logits, LP_N * LP_V), ops_to_double(dlp, LP_N), targets};
-    be->token_logprobs_forward(be, lp, lse, logits, targets, LP_N, LP_V);
-    for (int i = 0; i < LP_N; i++) {
-        double want_lse, want = logprob_d(c.logits + i * LP_V, LP_V, targets[i], &want_lse);
+/* Rows 1 and 4 (if present) are ignored; row 5 (if present) is shifted by +200 so a
+ * sum of exps without the max subtracted would overflow. */
+static void test_token_logprobs(ops_rng *r, int N, int V, size_t fd_samples) {
+    size_t n = (size_t)N * V;
+    int32_t *targets = malloc((size_t)N * sizeof *targets);
+    for (int i = 0; i < N; i++) targets[i] = (i == 1 || i == 4) ? -1 - i * 20 : ops_rng_int(r, V);
+    if (N > 3) targets[3] = V - 1;
+    float *logits = ops_random(r, n, -4, 4), *dlp = ops_random(r, N, -1, 1);
+    if (N > 5)
+        for (int j = 0; j < V; j++) logits[5 * (size_t)V + j] += 200.0f;
+    float *lp = malloc(N * sizeof(float)), *lse = malloc(N * sizeof(float)), *dlogits = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) dlogits[i] = NAN;   /* written, not accumulated */
+    logprob_ctx c = {ops_to_double(logits, n), ops_to_double(dlp, N), targets, N, V};
+    be->token_logprobs_forward(be, lp, lse, logits, targets, N, V);
+    for (int i = 0; i < N; i++) {
+        double want_lse, want = logprob_d(c.logits + (size_t)i * V, V, targets[i], &want_lse);
         CHECK_NEAR(want_lse, lse[i], 1e-6, 1e-6);
         if (targets[i] < 0) CHECK_INT(1, lp[i] == 0.0f);
         else CHECK_NEAR(want, lp[i], 2e-5, 1e-6);   /* float rounding of l[t] - lse near 200 */
     }
-    be->token_logprobs_backward(be, dlogits, logits, lse, targets, dlp, LP_N, LP_V);
+    be->token_logprobs_backward(be, dlogits, logits, lse, targets, dlp, N, V);
     int zero_rows = 1;
-    for (int j = 0; j < LP_V; j++) zero_rows &= dlogits[1 * LP_V + j] == 0.0f && dlogits[4 * LP_V + j] == 0.0f;
-    CHECK_MSG(zero_rows, "ignored targets give zero gradient rows");
-    CHECK(ops_fd_check("logprobs dlogits", logprob_loss, &c, c.logits, LP_N * LP_V, dlogits, 1000, r) < TOL_GRAD);
-    free(logits), free(dlp), free(c.logits), free(c.r);
+    for (int i = 0; i < N; i++)
+        if (targets[i] < 0)
+            for (int j = 0; j < V; j++) zero_rows &= dlogits[(size_t)i * V + j] == 0.0f;
+    CHECK_MSG(zero_rows, "ignored targets give zero gradient rows (N=%d V=%d)", N, V);
+    /* Every coordinate (FD below samples some) against the closed form in double. */
+    double *want_d = malloc(n * sizeof *want_d);
+    for (int i = 0; i < N; i++) {
+        double z;
+        logprob_d(c.logits + (size_t)i * V, V, 0, &z);
+        for (int j = 0; j < V; j++) {
+            double p = exp(c.logits[(size_t)i * V + j] - z);
+            want_d[(size_t)i * V + j] = targets[i] < 0 ? 0.0 : c.r[i] * ((j == targets[i]) - p);
+        }
+    }
+    CHECK_MSG(ops_rel_err_d(dlogits, want_d, n, 1e-3) < TOL_GRAD, "logprobs dlogits closed form N=%d V=%d", N, V);
+    free(want_d);
+    char what[64];
+    snprintf(what, sizeof what, "logprobs dlogits N=%d V=%d", N, V);
+    CHECK_MSG(ops_fd_check(what, logprob_loss, &c, c.logits, n, dlogits, fd_samples, r) < TOL_GRAD, "%s", what);
+    free(targets), free(logits), free(dlp), free(lp), free(lse), free(dlogits), free(c.logits), free(c.r);
 }
 
 /* ---- RMSNorm ---- */
@@ -447,7 +469,8 @@ int main(void) {
     test_bias(&r, 301, 129);
     test_embedding(&r);
     test_swiglu(&r);
-    test_token_logprobs(&r);
+    test_token_logprobs(&r, 7, 11, (size_t)-1);
+    test_token_logprobs(&r, 6, 2500, 400);   /* vector path and several summing blocks */
     test_rmsnorm(&r);
     test_rope(&r);
     test_adamw(&r);

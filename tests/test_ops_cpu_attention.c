@@ -121,7 +121,7 @@ static void test_attention_causal(ops_rng *rng) {
     free(q), free(k), free(v), free(out1), free(out2);
 }
 
-/* The tile kernels under attention (core/cpu/cpu_tile.c): the product on shapes with
+/* The tile kernels under attention (core/cpu/cpu_vec.c): the product on shapes with
  * row and column tails, and exp against libm over the softmax range. */
 static void test_tile_kernels(ops_rng *rng) {
     const int shapes[][3] = {{32, 64, 64}, {7, 5, 3}, {5, 37, 19}, {33, 16, 1}, {4, 16, 8}};
@@ -131,7 +131,7 @@ static void test_tile_kernels(ops_rng *rng) {
         float *C = ops_random(rng, (size_t)m * ldc, -1, 1), *C0 = ops_copy(C, (size_t)m * ldc);
         for (int acc = 0; acc < 2; acc++) {
             for (size_t i = 0; i < (size_t)m * ldc; i++) C[i] = C0[i];
-            cpu_tile_gemm(C, ldc, A, lda, Bm, ldb, m, n, kd, acc);
+            cpu_vec_gemm(C, ldc, A, lda, Bm, ldb, m, n, kd, acc);
             double worst = 0;
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < n; j++) {
@@ -139,7 +139,7 @@ static void test_tile_kernels(ops_rng *rng) {
                     for (int p = 0; p < kd; p++) want += (double)A[(size_t)i * lda + p] * Bm[(size_t)p * ldb + j];
                     worst = fmax(worst, fabs(want - C[(size_t)i * ldc + j]));
                 }
-            CHECK_MSG(worst < 1e-5 * (1 + kd), "cpu_tile_gemm m=%d n=%d kd=%d acc=%d: err %.3g", m, n, kd, acc, worst);
+            CHECK_MSG(worst < 1e-5 * (1 + kd), "cpu_vec_gemm m=%d n=%d kd=%d acc=%d: err %.3g", m, n, kd, acc, worst);
         }
         free(A), free(Bm), free(C), free(C0);
     }
@@ -149,7 +149,7 @@ static void test_tile_kernels(ops_rng *rng) {
     x[NX] = -INFINITY;
     float xs[NX + 1];
     for (int i = 0; i <= NX; i++) xs[i] = x[i];
-    float sum = cpu_tile_exp_sum(xs, NX + 1, 0.5f);
+    float sum = cpu_vec_exp_sum(xs, NX + 1, 0.5f);
     double worst = 0, want_sum = 0;
     for (int i = 0; i < NX; i++) {
         double want = exp((double)(x[i] - 0.5f));   /* the float argument the kernel sees */
@@ -157,11 +157,11 @@ static void test_tile_kernels(ops_rng *rng) {
         if ((double)x[i] - 0.5 >= -87.3) worst = fmax(worst, fabs(xs[i] - want) / want);
         else worst = fmax(worst, xs[i] > 1.2e-38 ? 1.0 : 0.0);   /* documented: flushed to 0 */
     }
-    CHECK_MSG(worst < 5e-7, "cpu_tile_exp_sum: rel err %.3g", worst);
+    CHECK_MSG(worst < 5e-7, "cpu_vec_exp_sum: rel err %.3g", worst);
     CHECK(xs[NX] == 0.0f);
     CHECK_NEAR(want_sum, sum, 0, 1e-6);
-    CHECK(cpu_tile_max(x, NX + 1) == x[2]);
-    CHECK(cpu_tile_max(x + 1, 5) == x[2]);
+    CHECK(cpu_vec_max(x, NX + 1) == x[2]);
+    CHECK(cpu_vec_max(x + 1, 5) == x[2]);
 }
 
 int main(void) {

@@ -82,13 +82,13 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
         for (int j0 = 0; j0 < i0 + nq; j0 += ATT_BK) {
             int nk = i0 + nq - j0 < ATT_BK ? i0 + nq - j0 : ATT_BK;
             tile_transpose(Kt, ATT_BK, kb + (size_t)j0 * k_row, k_row, nk, Dqk, 1.0f);
-            cpu_tile_gemm(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk, 0);
+            cpu_vec_gemm(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk, 0);
             for (int i = 0; i < nq; i++) {
                 float *s = S + (size_t)i * ATT_BK;
                 int valid = i0 + i - j0 + 1;   /* keys j0 .. i0+i are visible */
                 if (valid > nk) valid = nk;
                 if (valid < 0) valid = 0;
-                float mx = cpu_tile_max(s, valid);
+                float mx = cpu_vec_max(s, valid);
                 if (mx > m[i]) {
                     float corr = expf(m[i] - mx);   /* 0 on the first tile (m = -inf) */
                     l[i] *= corr;
@@ -96,11 +96,11 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
                     for (int x = 0; x < Dv; x++) o[x] *= corr;
                     m[i] = mx;
                 }
-                if (valid > 0) l[i] += cpu_tile_exp_sum(s, valid, m[i]);
+                if (valid > 0) l[i] += cpu_vec_exp_sum(s, valid, m[i]);
                 for (int j = valid; j < nk; j++) s[j] = 0.0f;
             }
             /* O += P V over this key tile (masked weights are 0). */
-            cpu_tile_gemm(O, Dv, S, ATT_BK, vb + (size_t)j0 * v_row, v_row, nq, Dv, nk, 1);
+            cpu_vec_gemm(O, Dv, S, ATT_BK, vb + (size_t)j0 * v_row, v_row, nq, Dv, nk, 1);
         }
         for (int i = 0; i < nq; i++) {
             float inv = 1.0f / l[i];
@@ -167,19 +167,19 @@ static void attention_backward_dq(backend *be, float *dq, const float *dout, con
             int nk = i0 + nq - j0 < ATT_BK ? i0 + nq - j0 : ATT_BK;
             tile_transpose(Kt, ATT_BK, kb + (size_t)j0 * k_row, k_row, nk, Dqk, 1.0f);
             tile_transpose(Vt, ATT_BK, vb + (size_t)j0 * v_row, v_row, nk, Dv, 1.0f);
-            cpu_tile_gemm(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk, 0);
-            cpu_tile_gemm(dP, ATT_BK, dO, Dv, Vt, ATT_BK, nq, nk, Dv, 0);
+            cpu_vec_gemm(S, ATT_BK, Qs, Dqk, Kt, ATT_BK, nq, nk, Dqk, 0);
+            cpu_vec_gemm(dP, ATT_BK, dO, Dv, Vt, ATT_BK, nq, nk, Dv, 0);
             for (int i = 0; i < nq; i++) {
                 float *s = S + (size_t)i * ATT_BK;
                 const float *dp = dP + (size_t)i * ATT_BK;
                 int valid = i0 + i - j0 + 1;
                 if (valid > nk) valid = nk;
                 if (valid < 0) valid = 0;
-                cpu_tile_exp_sum(s, valid, L[i]);   /* P */
+                cpu_vec_exp_sum(s, valid, L[i]);   /* P */
                 for (int j = 0; j < valid; j++) s[j] *= dp[j] - Dd[i];   /* dS */
                 for (int j = valid; j < nk; j++) s[j] = 0.0f;
             }
-            cpu_tile_gemm(dQ, Dqk, S, ATT_BK, kb + (size_t)j0 * k_row, k_row, nq, Dqk, nk, 1);
+            cpu_vec_gemm(dQ, Dqk, S, ATT_BK, kb + (size_t)j0 * k_row, k_row, nq, Dqk, nk, 1);
         }
         for (int i = 0; i < nq; i++) {
             float *dst = dq + (row0 + i) * q_row + (size_t)h * Dqk;
@@ -243,8 +243,8 @@ static void attention_backward_dkv(backend *be, float *dk, float *dv, const floa
                     Dd[i] = dot;
                     L[i] = lse[((size_t)b * Hq + h) * T + i0 + i];
                 }
-                cpu_tile_gemm(S, ATT_BQ, Kb, Dqk, Qt, ATT_BQ, nk, nq, Dqk, 0);
-                cpu_tile_gemm(dP, ATT_BQ, Vb, Dv, dOt, ATT_BQ, nk, nq, Dv, 0);
+                cpu_vec_gemm(S, ATT_BQ, Kb, Dqk, Qt, ATT_BQ, nk, nq, Dqk, 0);
+                cpu_vec_gemm(dP, ATT_BQ, Vb, Dv, dOt, ATT_BQ, nk, nq, Dv, 0);
                 /* Row j (key j0+j) sees queries i0+i >= j0+j. P^T goes to S for dv, then
                  * dS^T (with scale folded in) replaces it for dk. */
                 for (int j = 0; j < nk; j++) {
@@ -254,15 +254,15 @@ static void attention_backward_dkv(backend *be, float *dk, float *dv, const floa
                     if (first > nq) first = nq;
                     for (int i = 0; i < first; i++) s[i] = 0.0f;
                     for (int i = first; i < nq; i++) s[i] -= L[i];
-                    cpu_tile_exp_sum(s + first, nq - first, 0.0f);
+                    cpu_vec_exp_sum(s + first, nq - first, 0.0f);
                 }
-                cpu_tile_gemm(dV, Dv, S, ATT_BQ, gb, o_row, nk, Dv, nq, 1);
+                cpu_vec_gemm(dV, Dv, S, ATT_BQ, gb, o_row, nk, Dv, nq, 1);
                 for (int j = 0; j < nk; j++) {
                     float *s = S + (size_t)j * ATT_BQ;
                     const float *dp = dP + (size_t)j * ATT_BQ;
                     for (int i = 0; i < nq; i++) s[i] = s[i] * (dp[i] - Dd[i]) * scale;
                 }
-                cpu_tile_gemm(dK, Dqk, S, ATT_BQ, qb, q_row, nk, Dqk, nq, 1);
+                cpu_vec_gemm(dK, Dqk, S, ATT_BQ, qb, q_row, nk, Dqk, nq, 1);
             }
         }
         for (int j = 0; j < nk; j++) {

@@ -59,17 +59,21 @@ static inline int cpu_thread_num(void) {
  * microseconds, more than a small elementwise loop. */
 #define CPU_PARALLEL_MIN 16384
 
-/* ---- tile kernels (cpu_tile.c), for ops that tile their work ----
+/* ---- vector kernels (cpu_vec.c), for one thread inside an op's parallel region ----
  * C[m, n] = A[m, kd] B[kd, n] (accumulate = 0) or C += A B (accumulate = 1); rows of
- * A, B and C are lda, ldb and ldc floats apart. A tile product, not a BLAS call: it is
- * meant to run inside an OpenMP parallel region on one thread. */
-void cpu_tile_gemm(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict B,
-                   size_t ldb, int m, int n, int kd, int accumulate);
-/* x[j] = exp(x[j] - shift) for j < n (vectorised, ~1 ulp; exp of anything below -87.3
- * is 0); returns the sum of the new x. */
-float cpu_tile_exp_sum(float *x, int n, float shift);
+ * A, B and C are lda, ldb and ldc floats apart. A tile product, not a BLAS call. */
+void cpu_vec_gemm(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict B,
+                  size_t ldb, int m, int n, int kd, int accumulate);
+/* The exp below is ~1 ulp for arguments in [-87.3, 88]; below -87.3 (and -inf) it is
+ * 0, above 88 it is exp(88). */
+/* x[j] = exp(x[j] - shift) for j < n, in place; returns the sum of the new x. */
+float cpu_vec_exp_sum(float *x, int n, float shift);
+/* sum_j exp(x[j] - shift) for j < n, x unchanged, total in double. */
+double cpu_vec_sum_exp(const float *x, size_t n, float shift);
+/* y[j] = alpha * exp(x[j] - shift) for j < n (y may be x). */
+void cpu_vec_exp_scale(float *y, const float *x, size_t n, float shift, float alpha);
 /* max of x[0..n) (-inf when n == 0). */
-float cpu_tile_max(const float *x, int n);
+float cpu_vec_max(const float *x, int n);
 
 /* ---- ops (cpu_matmul.c) ---- */
 void cpu_matmul(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,

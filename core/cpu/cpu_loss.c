@@ -5,15 +5,12 @@
 #include <math.h>
 #include <string.h>
 
-/* Row log-sum-exp with the max subtracted first (no overflow), the sum of exps in
- * double so a long vocabulary row loses nothing to rounding. */
+/* Row log-sum-exp with the max subtracted first (no overflow), the sum of exps
+ * gathered in double so a long vocabulary row loses nothing to rounding. */
 static float row_logsumexp(const float *l, int V) {
-    float mx = l[0];
-    for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
-    if (isinf(mx) && mx < 0) return mx;   /* every logit -inf: the sum is 0, lse -inf */
-    double sum = 0.0;
-    for (int j = 0; j < V; j++) sum += (double)expf(l[j] - mx);
-    return mx + (float)log(sum);
+    float mx = cpu_vec_max(l, V);
+    if (isinf(mx)) return mx;   /* every logit -inf (sum 0), or a +inf logit */
+    return mx + (float)log(cpu_vec_sum_exp(l, (size_t)V, mx));
 }
 
 /* logits: [N, V], targets: [N] (< 0 = ignored), logprobs: [N], lse: [N].
@@ -49,7 +46,7 @@ void cpu_token_logprobs_backward(backend *be, float *dlogits, const float *logit
         }
         const float *l = logits + (size_t)i * V;
         float g = dlogprobs[i], z = lse[i];
-        for (int j = 0; j < V; j++) d[j] = -g * expf(l[j] - z);
+        cpu_vec_exp_scale(d, l, (size_t)V, z, -g);   /* -g softmax */
         d[t] += g;
     }
 }

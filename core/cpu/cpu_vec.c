@@ -1,5 +1,5 @@
-/* Small dense kernels for the tiled CPU ops (attention): a register-blocked tile
- * product and a vectorised exp. Written with GCC/Clang vector extensions and compiled
+/* Vector kernels shared by the CPU ops: a register-blocked tile product (attention's
+ * tiles), and exp, sum-of-exp and max over rows (softmax, log-sum-exp). Written with GCC/Clang vector extensions and compiled
  * for several x86 levels (AVX-512, AVX2+FMA, baseline) picked at load time, so the
  * build needs no -march flag and still uses the machine's vector width. */
 #include "core/cpu/cpu_impl.h"
@@ -32,7 +32,7 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
 #define TILE_NR 16
 
 CPU_MULTIVERSION
-void cpu_tile_gemm(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict B,
+void cpu_vec_gemm(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict B,
                    size_t ldb, int m, int n, int kd, int accumulate) {
     int i = 0;
     for (; i + TILE_MR <= m; i += TILE_MR) {
@@ -141,7 +141,7 @@ static inline float sexp(float x) {
 }
 
 CPU_MULTIVERSION
-float cpu_tile_exp_sum(float *x, int n, float shift) {
+float cpu_vec_exp_sum(float *x, int n, float shift) {
     vf16 acc = {0};
     int j = 0;
     for (; j + TILE_NR <= n; j += TILE_NR) {
@@ -161,8 +161,45 @@ float cpu_tile_exp_sum(float *x, int n, float shift) {
     return sum;
 }
 
+/* Elements summed in float lanes before the lanes go into the double total: each lane
+ * adds at most 64 terms in float (relative error below 64 ulp even in the worst case). */
+#define SUM_BLOCK 1024
+
 CPU_MULTIVERSION
-float cpu_tile_max(const float *x, int n) {
+double cpu_vec_sum_exp(const float *x, size_t n, float shift) {
+    double total = 0;
+    size_t j = 0;
+    while (j + TILE_NR <= n) {
+        size_t end = j + SUM_BLOCK < n ? j + SUM_BLOCK : n;
+        vf16 acc = {0}, e;
+        for (; j + TILE_NR <= end; j += TILE_NR) {
+            VLOAD(e, x + j);
+            e -= shift;
+            vexp(&e);
+            acc += e;
+        }
+        for (int t = 0; t < TILE_NR; t++) total += acc[t];
+    }
+    for (; j < n; j++) total += sexp(x[j] - shift);
+    return total;
+}
+
+CPU_MULTIVERSION
+void cpu_vec_exp_scale(float *y, const float *x, size_t n, float shift, float alpha) {
+    size_t j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        vf16 e;
+        VLOAD(e, x + j);
+        e -= shift;
+        vexp(&e);
+        e *= alpha;
+        VSTORE(y + j, e);
+    }
+    for (; j < n; j++) y[j] = alpha * sexp(x[j] - shift);
+}
+
+CPU_MULTIVERSION
+float cpu_vec_max(const float *x, int n) {
     float mx = -INFINITY;
     int j = 0;
     if (n >= TILE_NR) {
