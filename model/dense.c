@@ -165,6 +165,7 @@ static void free_activations(dense_model *m) {
     free(m->positions_host);
     m->positions_host = NULL;
     m->capacity = 0;
+    m->inference_only = 0;
     m->last_B = m->last_T = 0;
 }
 
@@ -217,11 +218,14 @@ static float *carve(carver *cv, size_t floats) {
     return p;
 }
 
-static void carve_all(dense_model *m, carver *cv, size_t N) {
+/* Training: every layer's activations and the backward scratch. Inference only: one
+ * layer's views shared by all layers (each layer's output overwrites its input). */
+static void carve_all(dense_model *m, carver *cv, size_t N, int inference_only) {
     const dense_config *c = &m->cfg;
     size_t D = c->hidden_size, I = c->intermediate_size, QD = dense_config_q_dim(c), KD = dense_config_kv_dim(c);
     size_t V = c->vocab_size, H = c->num_attention_heads;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    int saved_layers = inference_only ? 1 : c->num_hidden_layers;
+    for (int l = 0; l < saved_layers; l++) {
         dense_layer_acts *a = &m->acts[l];
         a->x = carve(cv, N * D);
         a->rstd1 = carve(cv, N);
@@ -238,6 +242,7 @@ static void carve_all(dense_model *m, carver *cv, size_t N) {
         a->up = carve(cv, N * I);
         a->act = carve(cv, N * I);
     }
+    for (int l = saved_layers; l < c->num_hidden_layers; l++) m->acts[l] = m->acts[0];
     m->x_final = carve(cv, N * D);
     m->rstd_final = carve(cv, N);
     m->xn_final = carve(cv, N * D);
@@ -245,6 +250,10 @@ static void carve_all(dense_model *m, carver *cv, size_t N) {
     m->ids = (int32_t *)carve(cv, N);         /* int32 and float are both 4 bytes */
     m->positions = (int32_t *)carve(cv, N);
     dense_grad_acts *g = &m->grads;
+    if (inference_only) {
+        memset(g, 0, sizeof *g);
+        return;
+    }
     g->dres = carve(cv, N * D);
     g->dxn = carve(cv, N * D);
     g->dtmp = carve(cv, N * D);
@@ -257,7 +266,7 @@ static void carve_all(dense_model *m, carver *cv, size_t N) {
     g->dv = carve(cv, N * KD);
 }
 
-size_t dense_activation_bytes(const dense_config *cfg, int B, int T) {
+size_t dense_activation_bytes(const dense_config *cfg, int B, int T, int inference_only) {
     dense_model tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.cfg = *cfg;
@@ -265,12 +274,12 @@ size_t dense_activation_bytes(const dense_config *cfg, int B, int T) {
     if (!acts) return 0;
     tmp.acts = acts;
     carver cv = {NULL, 0};
-    carve_all(&tmp, &cv, (size_t)B * (size_t)T);
+    carve_all(&tmp, &cv, (size_t)B * (size_t)T, inference_only);
     free(acts);
     return cv.used * sizeof(float);
 }
 
-grpo_status dense_reserve(dense_model *m, int B, int T) {
+static grpo_status reserve(dense_model *m, int B, int T, int inference_only) {
     if (B < 1 || T < 1)
         return grpo_fail(GRPO_ERR_INVALID, "dense_reserve: batch [%d, %d] must be positive", B, T);
     if (T > m->cfg.max_position_embeddings)
@@ -281,7 +290,7 @@ grpo_status dense_reserve(dense_model *m, int B, int T) {
     free_activations(m);
     size_t N = (size_t)B * T;
     carver cv = {NULL, 0};
-    carve_all(m, &cv, N);
+    carve_all(m, &cv, N, inference_only);
     m->act_block = m->be->alloc(m->be, cv.used * sizeof(float));
     m->positions_host = malloc(N * sizeof(int32_t));
     if (!m->act_block || !m->positions_host) {
@@ -291,7 +300,11 @@ grpo_status dense_reserve(dense_model *m, int B, int T) {
     }
     cv.base = m->act_block;
     cv.used = 0;
-    carve_all(m, &cv, N);
+    carve_all(m, &cv, N, inference_only);
     m->capacity = (int)N;
+    m->inference_only = inference_only;
     return GRPO_OK;
 }
+
+grpo_status dense_reserve(dense_model *m, int B, int T) { return reserve(m, B, T, 0); }
+grpo_status dense_reserve_inference(dense_model *m, int B, int T) { return reserve(m, B, T, 1); }

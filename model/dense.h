@@ -70,10 +70,14 @@ grpo_status dense_model_load_dir(backend *be, const char *dir, dense_model **out
 grpo_status dense_save(const dense_model *m, const char *dir);
 
 /* Sizes the activation block for up to B * T tokens per forward (T <= max_position_
- * embeddings); frees the previous one. Forward and backward never allocate. */
+ * embeddings), keeping every layer's activations for dense_backward; frees the previous
+ * block. Forward and backward never allocate. */
 grpo_status dense_reserve(dense_model *m, int B, int T);
+/* The same for forward only (a frozen reference policy, evaluation): one layer's views
+ * shared by all layers, about 1/num_hidden_layers of the memory; dense_backward fails. */
+grpo_status dense_reserve_inference(dense_model *m, int B, int T);
 /* Bytes of backend memory the activation block takes for B * T tokens. */
-size_t dense_activation_bytes(const dense_config *cfg, int B, int T);
+size_t dense_activation_bytes(const dense_config *cfg, int B, int T, int inference_only);
 
 /* Forward over a batch. ids: [B*T] int32 in backend memory, each in [0, vocab_size).
  * positions: [B*T] int32 backend memory, each in [0, max_position_embeddings), or NULL

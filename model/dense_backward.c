@@ -61,6 +61,9 @@ static void layer_backward(dense_model *m, int l, int B, int T) {
 grpo_status dense_backward(dense_model *m, const float *dlogits) {
     const dense_config *c = &m->cfg;
     param_set *ps = &m->params;
+    if (m->inference_only)
+        return grpo_fail(GRPO_ERR_INVALID, "dense_backward: activations were reserved for inference only "
+                         "(dense_reserve_inference); use dense_reserve");
     if (m->last_B == 0) return grpo_fail(GRPO_ERR_INVALID, "dense_backward: no forward pass to differentiate");
     if (!ps->grad)
         return grpo_fail(GRPO_ERR_INVALID, "dense_backward: gradients are not allocated "

@@ -63,6 +63,7 @@ struct dense_model {
     dense_grad_acts grads;
     int32_t *positions_host;   /* [capacity] host scratch for the default positions */
 
+    int inference_only;        /* reserved by dense_reserve_inference: no backward */
     int last_B, last_T;        /* the last forward's batch; 0 when none */
 };
 

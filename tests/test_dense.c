@@ -320,6 +320,18 @@ static void test_parity(const char *name) {
         free(g_got);
     }
     CHECK(n_grads >= 5);
+
+    /* Inference-only activations (one layer's views shared) give the same logits bit for
+     * bit, and refuse backward. */
+    float *train_logits = malloc((size_t)N * V * sizeof(float));
+    memcpy(train_logits, got, (size_t)N * V * sizeof(float));
+    CHECK_OK(dense_reserve_inference(m, B, T));
+    CHECK_OK(dense_forward(m, ids, NULL, B, T, &logits));
+    be->to_host(be, got, logits, (size_t)N * V * sizeof(float));
+    CHECK_MSG(memcmp(got, train_logits, (size_t)N * V * sizeof(float)) == 0, "%s: inference-only logits differ",
+              name);
+    CHECK_FAILS(dense_backward(m, dlogits), "inference only");
+    free(train_logits);
     printf("parity %s: logits rel err %.3g (positions %.3g), %d gradients worst rel err %.3g\n", name, rel, rel_pos,
            n_grads, worst);
     be->free(be, dlogits);
@@ -601,10 +613,13 @@ static void test_cuda_matches_cpu(void) {
 
 static void test_activation_bytes(void) {
     dense_config c = tiny_config("llama", 0, 0, 16, 4, 2, 4);
-    size_t one = dense_activation_bytes(&c, 1, 8), two = dense_activation_bytes(&c, 2, 8);
+    c.num_hidden_layers = 6;
+    size_t one = dense_activation_bytes(&c, 1, 8, 0), two = dense_activation_bytes(&c, 2, 8, 0);
     CHECK(one > 0 && two > one);
     /* at least the logits and every layer's residual input */
     CHECK(two >= (size_t)16 * (c.vocab_size + c.num_hidden_layers * c.hidden_size) * sizeof(float));
+    size_t inference = dense_activation_bytes(&c, 2, 8, 1);
+    CHECK(inference > 0 && inference < two / 3);
 }
 
 int main(void) {
