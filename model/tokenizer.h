@@ -6,7 +6,8 @@
  * ignore_merges, unk_token); added_tokens (special, lstrip, rstrip, single_word,
  * normalized); normalizer null, NFC or a Sequence of those (NFC is applied as the
  * identity, see tokenizer_load.c); pre_tokenizer ByteLevel or a Sequence of Split
- * (Regex or String pattern, any behavior, invert false) steps and one ByteLevel;
+ * (Regex or String pattern, any behavior, invert false) and Digits steps ending in one
+ * ByteLevel;
  * decoder ByteLevel or null. The post_processor is ignored: tokenizer_encode never
  * adds BOS/EOS by itself, callers add tokenizer_bos_id() where they want it.
  *

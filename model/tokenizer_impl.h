@@ -81,7 +81,7 @@ struct tokenizer {
     uint8_t added_first[256]; /* 1 for each byte that starts some added token */
     tok_pretok_step *steps;
     int n_steps;
-    pcre2_code *word_regex; /* "\w" for single_word added tokens, NULL if none needs it */
+    pcre2_code *word_regex; /* Rust regex's \w, for single_word added tokens; NULL if none needs it */
     int32_t bos_id, eos_id, pad_id;
 };
 

@@ -351,7 +351,12 @@ static grpo_status load_added(tokenizer *tok, const json_t *root) {
         tok->added[tok->n_added++] = t;
     }
     qsort(tok->added, (size_t)tok->n_added, sizeof *tok->added, compare_added);
-    if (need_word_regex) GRPO_TRY(tok_regex_compile(tok->name, "added_tokens (\\w)", "\\w", 2, &tok->word_regex));
+    /* single_word tests the characters around a match against Rust regex's Unicode \w
+     * (Alphabetic, marks, decimal digits, connector punctuation, joiners), which is
+     * narrower than PCRE2's \w under UCP (that one takes all of \p{N}, e.g. '²'). */
+    static const char word_class[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]";
+    if (need_word_regex)
+        GRPO_TRY(tok_regex_compile(tok->name, "added_tokens (\\w)", word_class, strlen(word_class), &tok->word_regex));
     return GRPO_OK;
 }
 
@@ -424,7 +429,7 @@ static grpo_status parse_byte_level(tokenizer *tok, const char *where, const jso
     return GRPO_OK;
 }
 
-/* pre_tokenizer: ByteLevel, or a Sequence of Split steps ending in one ByteLevel. */
+/* pre_tokenizer: ByteLevel, or a Sequence of Split / Digits steps ending in one ByteLevel. */
 static grpo_status load_pre_tokenizer(tokenizer *tok, const json_t *root) {
     const json_t *pre = json_object_get(root, "pre_tokenizer");
     if (!pre || json_is_null(pre))
@@ -457,9 +462,17 @@ static grpo_status load_pre_tokenizer(tokenizer *tok, const json_t *root) {
             GRPO_TRY(parse_byte_level(tok, where, v, &tok->steps[i]));
         } else if (step_type && strcmp(step_type, "Split") == 0 && !last) {
             GRPO_TRY(parse_split(tok, where, v, &tok->steps[i]));
+        } else if (step_type && strcmp(step_type, "Digits") == 0 && !last) {
+            /* Digits splits on char::is_numeric (\p{N}): each digit Isolated, or runs
+             * of them (Contiguous), which is \p{N}+ Isolated. */
+            int individual;
+            GRPO_TRY(get_bool(tok->name, where, v, "individual_digits", 0, &individual));
+            const char *pattern = individual ? "\\p{N}" : "\\p{N}+";
+            tok->steps[i].behavior = TOK_SPLIT_ISOLATED;
+            GRPO_TRY(tok_regex_compile(tok->name, where, pattern, strlen(pattern), &tok->steps[i].regex));
         } else {
             return grpo_fail(GRPO_ERR_UNSUPPORTED, "%s: %s: found type \"%.40s\"; supported are ByteLevel, or a "
-                             "Sequence of Split steps ending in one ByteLevel", tok->name, where,
+                             "Sequence of Split / Digits steps ending in one ByteLevel", tok->name, where,
                              step_type ? step_type : "(none)");
         }
     }
