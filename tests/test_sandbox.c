@@ -213,6 +213,9 @@ static void test_classify(void) {
     CHECK_INT(VERIFY_CODE_RUNTIME_ERROR, verify_code_classify(&r, &lim, "3", 1, VERIFY_COMPARE_WHITESPACE));
     r.max_rss_kb = 90 * 1024;   /* faulted near the 100 MiB cap */
     CHECK_INT(VERIFY_CODE_MEMORY_LIMIT, verify_code_classify(&r, &lim, "3", 1, VERIFY_COMPARE_WHITESPACE));
+    r.term_signal = SIGKILL, r.cpu_s = 0.8;   /* RLIMIT_CPU's kill, rusage lagging behind */
+    CHECK_INT(VERIFY_CODE_TIME_LIMIT, verify_code_classify(&r, &lim, "3", 1, VERIFY_COMPARE_WHITESPACE));
+    r.cpu_s = 0.1;
     r.term_signal = SIGSYS;
     CHECK_INT(VERIFY_CODE_DENIED, verify_code_classify(&r, &lim, "3", 1, VERIFY_COMPARE_WHITESPACE));
     r.term_signal = SIGXFSZ;

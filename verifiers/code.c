@@ -4,18 +4,21 @@
  * How one run is judged (verify_code_classify), first rule that applies:
  *   1. killed for too much stdout/stderr                       -> output_limit
  *   2. wall clock ran out, or CPU time >= the limit            -> time_limit
- *   3. ended by SIGSYS (seccomp killed a foreign-ABI call)     -> denied
- *   4. ended by SIGXFSZ (RLIMIT_FSIZE)                         -> output_limit
- *   5. failed (signal or non-zero exit) and stderr says MemoryError, std::bad_alloc,
+ *   3. ended by SIGKILL/SIGXCPU that we did not send, having used at least half of the
+ *      RLIMIT_CPU budget: the kernel's CPU limit (rusage lags the kernel's own count
+ *      on a loaded machine, by up to a quarter in our measurements) -> time_limit
+ *   4. ended by SIGSYS (seccomp killed a foreign-ABI call)     -> denied
+ *   5. ended by SIGXFSZ (RLIMIT_FSIZE)                         -> output_limit
+ *   6. failed (signal or non-zero exit) and stderr says MemoryError, std::bad_alloc,
  *      "Cannot allocate memory" or "out of memory"             -> memory_limit
- *   6. ended by SIGSEGV/SIGBUS/SIGKILL/SIGABRT with peak RSS >= half the memory
+ *   7. ended by SIGSEGV/SIGBUS/SIGKILL/SIGABRT with peak RSS >= half the memory
  *      limit (RLIMIT_AS makes allocations fail; the program then faults while near
  *      the cap; a stack overflow faults far below it)          -> memory_limit
- *   7. failed and stderr says "File too large" (EFBIG)         -> output_limit
- *   8. failed and stderr shows EPERM/EACCES ("Operation not permitted", "Permission
+ *   8. failed and stderr says "File too large" (EFBIG)         -> output_limit
+ *   9. failed and stderr shows EPERM/EACCES ("Operation not permitted", "Permission
  *      denied", PermissionError): the sandbox said no           -> denied
- *   9. any other failure (non-zero exit, other signal)         -> runtime_error
- *  10. exit 0: stdout compared with the expected output        -> ok | wrong_answer
+ *  10. any other failure (non-zero exit, other signal)         -> runtime_error
+ *  11. exit 0: stdout compared with the expected output        -> ok | wrong_answer
  * Python: a first test that fails with SyntaxError/IndentationError/TabError and no
  * traceback (the script itself did not parse) is compile_error. C: gcc -O2 failing or
  * running out of its limits is compile_error. After a time_limit the remaining tests
@@ -118,8 +121,9 @@ verify_code_status verify_code_classify(const sandbox_result *run, const sandbox
     if (run->output_exceeded) return VERIFY_CODE_OUTPUT_LIMIT;
     if (run->wall_timeout || run->cpu_s >= limits->cpu_time_s) return VERIFY_CODE_TIME_LIMIT;
     int sig = run->term_signal;
+    if ((sig == SIGKILL || sig == SIGXCPU) && run->cpu_s >= 0.5 * ceil(limits->cpu_time_s))
+        return VERIFY_CODE_TIME_LIMIT;
     if (sig == SIGSYS) return VERIFY_CODE_DENIED;
-    if (sig == SIGXCPU) return VERIFY_CODE_TIME_LIMIT;
     if (sig == SIGXFSZ) return VERIFY_CODE_OUTPUT_LIMIT;
     int failed = sig != 0 || !run->exited || run->exit_code != 0;
     if (failed) {

@@ -158,7 +158,8 @@ grpo_status sandbox_create(sandbox_mode mode, sandbox **out) {
 
 void sandbox_free(sandbox *sb) {
     if (!sb) return;
-    if (sb->change_uid) sandbox_kill_uid(sb->uid, sb->gid);
+    /* bwrap runs die with their PID namespace; fallback runs may have left the session. */
+    if (sb->change_uid && sb->mode == SANDBOX_FALLBACK) sandbox_kill_uid(sb->uid, sb->gid);
     if (sb->landlock_fd >= 0) close(sb->landlock_fd);
     if (sb->root[0]) remove_tree(sb->root);
     free(sb);
