@@ -328,6 +328,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
         result->steps = done_steps;
         result->seconds = now_seconds() - t0;
         result->tokens_per_second = tok_s;
+        if (run->stop_after_steps > 0 && done_steps >= run->stop_after_steps) break;
     }
     if (bar) progress_finish(bar);   /* prints the final line and frees */
     bar = NULL;

@@ -41,6 +41,8 @@ typedef struct {
     void (*on_metrics)(void *ctx, int step, int n, const char *const *names, const double *values);
     void *ctx;
     int quiet;                    /* no progress line */
+    int stop_after_steps;         /* stop once this step is done and checkpointed, as if the
+                                     process were killed there (0: run to max_steps) */
 } sft_run;
 
 typedef struct {
