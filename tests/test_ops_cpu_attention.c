@@ -7,6 +7,11 @@
 #include "tests/harness.h"
 #include "tests/ops_check.h"
 
+#include <pthread.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #define TOL_FWD 5e-6
 #define TOL_GRAD 5e-5
 
@@ -121,6 +126,49 @@ static void test_attention_causal(ops_rng *rng) {
     free(q), free(k), free(v), free(out1), free(out2);
 }
 
+/* Two host threads running attention on one backend at once take turns on its scratch
+ * and get exactly what each gets alone (outputs do not depend on thread scheduling). */
+typedef struct {
+    int T;
+    float *q, *k, *v, *out, *lse, *want;
+    int mismatches;
+} att_thread_job;
+
+enum { THR_H = 2, THR_D = 16, THR_REPS = 40 };
+
+static void *att_thread_run(void *p) {
+    att_thread_job *job = p;
+#ifdef _OPENMP
+    if (job->T % 2 == 0) omp_set_num_threads(1);   /* a one-thread team: always slot 0, like the other's first */
+#endif
+    for (int r = 0; r < THR_REPS; r++) {
+        be->attention_forward(be, job->out, job->lse, job->q, job->k, job->v, 1, job->T, THR_H, 1, THR_D, THR_D,
+                              0.25f);
+        job->mismatches += memcmp(job->out, job->want, (size_t)job->T * THR_H * THR_D * sizeof(float)) != 0;
+    }
+    return NULL;
+}
+
+static void test_attention_two_host_threads(ops_rng *rng) {
+    att_thread_job jobs[2];
+    for (int j = 0; j < 2; j++) {
+        int T = j ? 333 : 290;
+        size_t n = (size_t)T * THR_H * THR_D, nkv = (size_t)T * THR_D;
+        jobs[j] = (att_thread_job){T, ops_random(rng, n, -1, 1), ops_random(rng, nkv, -1, 1),
+                                   ops_random(rng, nkv, -1, 1), malloc(n * sizeof(float)),
+                                   malloc((size_t)THR_H * T * sizeof(float)), malloc(n * sizeof(float)), 0};
+        be->attention_forward(be, jobs[j].want, jobs[j].lse, jobs[j].q, jobs[j].k, jobs[j].v, 1, T, THR_H, 1, THR_D,
+                              THR_D, 0.25f);
+    }
+    pthread_t threads[2];
+    for (int j = 0; j < 2; j++) CHECK(pthread_create(&threads[j], NULL, att_thread_run, &jobs[j]) == 0);
+    for (int j = 0; j < 2; j++) pthread_join(threads[j], NULL);
+    for (int j = 0; j < 2; j++) {
+        CHECK_INT(0, jobs[j].mismatches);
+        free(jobs[j].q), free(jobs[j].k), free(jobs[j].v), free(jobs[j].out), free(jobs[j].lse), free(jobs[j].want);
+    }
+}
+
 /* The tile kernels under attention (core/cpu/cpu_vec.c): the product on shapes with
  * row and column tails, and exp against libm over the softmax range. */
 static void test_tile_kernels(ops_rng *rng) {
@@ -184,6 +232,7 @@ int main(void) {
     /* Single position. */
     test_attention_case(&rng, 1, 1, 2, 1, 4, 3, 0.5f, (size_t)-1);
     test_attention_causal(&rng);
+    test_attention_two_host_threads(&rng);
     backend_free(be);
     TEST_MAIN_END();
 }

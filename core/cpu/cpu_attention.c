@@ -49,7 +49,7 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
     const int group = Hq / Hkv;
     const size_t n_qs = att_round((size_t)ATT_BQ * Dqk), n_kt = att_round((size_t)Dqk * ATT_BK);
     const size_t n_s = att_round((size_t)ATT_BQ * ATT_BK), n_o = att_round((size_t)ATT_BQ * Dv);
-    cpu_scratch_reserve(be, n_qs + n_kt + n_s + n_o + 2 * att_round(ATT_BQ));
+    cpu_scratch_acquire(be, n_qs + n_kt + n_s + n_o + 2 * att_round(ATT_BQ));
     const int n_qtiles = (T + ATT_BQ - 1) / ATT_BQ;
     const long n_tasks = (long)B * Hq * n_qtiles;
     const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
@@ -110,6 +110,7 @@ void cpu_attention_forward(backend *be, float *out, float *lse, const float *q, 
             lse[((size_t)b * Hq + h) * T + i0 + i] = m[i] + logf(l[i]);
         }
     }
+    cpu_scratch_release(be);
 }
 
 /* ---- backward ----
@@ -127,7 +128,7 @@ static void attention_backward_dq(backend *be, float *dq, const float *dout, con
     const size_t n_qs = att_round((size_t)ATT_BQ * Dqk), n_do = att_round((size_t)ATT_BQ * Dv);
     const size_t n_kt = att_round((size_t)Dqk * ATT_BK), n_vt = att_round((size_t)Dv * ATT_BK);
     const size_t n_s = att_round((size_t)ATT_BQ * ATT_BK);
-    cpu_scratch_reserve(be, 2 * n_qs + n_do + n_kt + n_vt + 2 * n_s + 2 * att_round(ATT_BQ));
+    cpu_scratch_acquire(be, 2 * n_qs + n_do + n_kt + n_vt + 2 * n_s + 2 * att_round(ATT_BQ));
     const int n_qtiles = (T + ATT_BQ - 1) / ATT_BQ;
     const long n_tasks = (long)B * Hq * n_qtiles;
     const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
@@ -187,6 +188,7 @@ static void attention_backward_dq(backend *be, float *dq, const float *dout, con
             for (int x = 0; x < Dqk; x++) dst[x] = scale * src[x];
         }
     }
+    cpu_scratch_release(be);
 }
 
 /* Pass 2: dk, dv. One task = (batch, kv head, key tile); it visits every query tile at
@@ -199,7 +201,7 @@ static void attention_backward_dkv(backend *be, float *dk, float *dv, const floa
     const size_t n_kb = att_round((size_t)ATT_BK * Dqk), n_vb = att_round((size_t)ATT_BK * Dv);
     const size_t n_qt = att_round((size_t)Dqk * ATT_BQ), n_dot = att_round((size_t)Dv * ATT_BQ);
     const size_t n_s = att_round((size_t)ATT_BK * ATT_BQ);
-    cpu_scratch_reserve(be, 2 * n_kb + 2 * n_vb + n_qt + n_dot + 2 * n_s + 2 * att_round(ATT_BQ));
+    cpu_scratch_acquire(be, 2 * n_kb + 2 * n_vb + n_qt + n_dot + 2 * n_s + 2 * att_round(ATT_BQ));
     const int n_ktiles = (T + ATT_BK - 1) / ATT_BK;
     const long n_tasks = (long)B * Hkv * n_ktiles;
     const size_t q_row = (size_t)Hq * Dqk, k_row = (size_t)Hkv * Dqk, v_row = (size_t)Hkv * Dv;
@@ -270,6 +272,7 @@ static void attention_backward_dkv(backend *be, float *dk, float *dv, const floa
             memcpy(dv + (krow0 + j) * v_row + (size_t)hk * Dv, dV + (size_t)j * Dv, (size_t)Dv * sizeof(float));
         }
     }
+    cpu_scratch_release(be);
 }
 
 /* Writes dq: [B, T, Hq, Dqk], dk: [B, T, Hkv, Dqk], dv: [B, T, Hkv, Dv] (no accumulation),

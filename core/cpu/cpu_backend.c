@@ -49,13 +49,14 @@ static void cpu_synchronize(backend *be) {
 
 /* ---- scratch ---- */
 
-void cpu_scratch_reserve(backend *be, size_t floats) {
+void cpu_scratch_acquire(backend *be, size_t floats) {
     cpu_impl *impl = be->impl;
 #ifdef _OPENMP
     /* Slots are indexed by omp_get_thread_num() of the op's own team; inside an
      * enclosing parallel region several callers would share slot 0. */
     GRPO_ASSERTF(!omp_in_parallel(), "cpu backend: tiled ops must be called outside an OpenMP parallel region");
 #endif
+    GRPO_ASSERT(pthread_mutex_lock(&impl->scratch_lock) == 0);
     int want_slots = cpu_max_threads();
     if (want_slots < 1) want_slots = 1;
     if (want_slots <= impl->n_slots && floats <= impl->scratch_floats) return;
@@ -76,6 +77,11 @@ void cpu_scratch_reserve(backend *be, size_t floats) {
     impl->n_slots = slots;
 }
 
+void cpu_scratch_release(backend *be) {
+    cpu_impl *impl = be->impl;
+    GRPO_ASSERT(pthread_mutex_unlock(&impl->scratch_lock) == 0);
+}
+
 float *cpu_scratch_thread(backend *be) {
     cpu_impl *impl = be->impl;
     int t = cpu_thread_num();
@@ -91,6 +97,7 @@ static void cpu_destroy(backend *be) {
     if (impl) {
         for (int i = 0; i < impl->n_slots; i++) free(impl->scratch[i]);
         free(impl->scratch);
+        pthread_mutex_destroy(&impl->scratch_lock);
         free(impl);
     }
     free(be);
@@ -103,6 +110,12 @@ backend *backend_cpu_create(void) {
         free(be);
         free(impl);
         grpo_fail(GRPO_ERR_NOMEM, "cpu backend: out of memory creating the backend");
+        return NULL;
+    }
+    if (pthread_mutex_init(&impl->scratch_lock, NULL) != 0) {
+        free(be);
+        free(impl);
+        grpo_fail(GRPO_ERR_BACKEND, "cpu backend: pthread_mutex_init failed");
         return NULL;
     }
     be->name = "cpu";

@@ -4,6 +4,7 @@
 #ifndef GRPO_CPU_IMPL_H
 #define GRPO_CPU_IMPL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,20 +24,22 @@
 #endif
 
 /* One scratch buffer per OpenMP thread, grown on demand and kept for the life of the
- * backend, so ops that need working memory do not allocate in the training loop.
- * Consequence: one CPU backend object serves one host thread at a time (like a CUDA
- * stream); ops on it from two host threads at once must be serialised by the caller. */
+ * backend, so ops that need working memory do not allocate in the training loop. A
+ * lock makes ops from several host threads on one backend safe (they take turns). */
 typedef struct {
     float **scratch;        /* [n_slots] buffers of scratch_floats floats each */
     size_t scratch_floats;  /* capacity of each buffer, in floats */
     int n_slots;            /* number of buffers = threads the team may have */
+    pthread_mutex_t scratch_lock;   /* held from cpu_scratch_acquire to cpu_scratch_release */
 } cpu_impl;
 
-/* Makes sure every thread of the next parallel region has `floats` floats of scratch
- * (64-byte aligned); call outside any parallel region. Stops on allocation failure
- * (an out-of-memory here is not an input error the caller could handle). */
-void cpu_scratch_reserve(backend *be, size_t floats);
-/* This thread's scratch buffer (valid after cpu_scratch_reserve, inside the region). */
+/* Takes the scratch lock and makes sure every thread of the op's next parallel region
+ * has `floats` floats of scratch (64-byte aligned). Call outside any OpenMP parallel
+ * region (checked) and pair with cpu_scratch_release. Stops on allocation failure (an
+ * out-of-memory here is not an input error the caller could handle). */
+void cpu_scratch_acquire(backend *be, size_t floats);
+void cpu_scratch_release(backend *be);
+/* This thread's scratch buffer, between acquire and release, inside the region. */
 float *cpu_scratch_thread(backend *be);
 
 static inline int cpu_max_threads(void) {
