@@ -44,14 +44,16 @@ static int literal_block_fits(const char *text) {
 }
 
 /* Strings keep their type on reading back: they are quoted (multi-line ones as a
- * literal block when that represents them exactly, else double-quoted). */
+ * literal block when that represents them exactly). Plain scalars stay plain when
+ * libyaml can write them so, else it quotes them; either way the text is the same as
+ * for the same string quoted, so a dump of a dump is the dump. */
 static grpo_status emit_scalar(yaml_emitter_t *e, const char *text, int quoted) {
     yaml_event_t ev;
-    yaml_scalar_style_t style = YAML_ANY_SCALAR_STYLE;
-    if (quoted) style = literal_block_fits(text) ? YAML_LITERAL_SCALAR_STYLE : YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+    if (strchr(text, '\n')) quoted = 1; /* a plain scalar never reads back with a line break */
+    yaml_scalar_style_t style = quoted && literal_block_fits(text) ? YAML_LITERAL_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE;
     size_t len = strlen(text);
     if (len > INT32_MAX) return grpo_fail(GRPO_ERR_INVALID, "writing YAML: a value of %zu bytes is too long", len);
-    if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)len, !quoted, quoted, style))
+    if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text, (int)len, !quoted, 1, style))
         return grpo_fail(GRPO_ERR_NOMEM, "writing YAML: out of memory");
     return emit(e, &ev);
 }
@@ -76,7 +78,8 @@ static grpo_status emit_node(yaml_emitter_t *e, const cfg_node *n) {
     int map = n->kind == CFG_NODE_MAP;
     GRPO_TRY(emit_start(e, map, n->count == 0));
     for (size_t i = 0; i < n->count; i++) {
-        if (map) GRPO_TRY(emit_scalar(e, n->items[i]->key, 0));
+        /* a key that was "<<" in quotes must not read back as a merge */
+        if (map) GRPO_TRY(emit_scalar(e, n->items[i]->key, strcmp(n->items[i]->key, "<<") == 0));
         GRPO_TRY(emit_node(e, n->items[i]));
     }
     return emit_end(e, map);
