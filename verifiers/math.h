@@ -14,6 +14,8 @@
  *   0.5 == 1/2, 0.333 != 1/3. A decimal literal with at least opt->min_sig_digits (6)
  *   significant digits also matches any value it is the correct rounding of
  *   (|v - d| <= 0.5 * 10^-places): 0.333333 == 1/3, 6.283185307 == 2\pi, 6.2832 != 2\pi.
+ *   Juxtaposition multiplies, so a mixed number 2\frac{1}{3} reads as 2/3, as in LaTeX
+ *   math; 1e3 is scientific notation (1000), 2e is 2 times Euler's number.
  * - Irrational values (sqrt of non-squares, \pi, e, logs, trig) are compared in long double
  *   with |a - b| <= rel_tol * max(|a|, |b|) + 1e-15, rel_tol = 1e-9 by default; so are
  *   exact values whose 128-bit numerator or denominator overflowed.
@@ -22,8 +24,10 @@
  *   ("5 cm", "5\text{ cm}^2", "\$5") are dropped. \log without base is base 10; \ln is e.
  * - Letters are variables (single letters, with subscripts x_1; Greek commands), except
  *   e = Euler's number. i is a plain variable, not the imaginary unit: 3+4i == 4i+3 holds
- *   but (1+i)^2 == 2i does not. Expressions with variables are equal when they agree at
- *   opt->num_points seeded random rational points (variable names must match exactly).
+ *   but (1+i)^2 == 2i does not. Both sides are evaluated at opt->num_points seeded random
+ *   rational points in (0, 50] for the union of their variables, so names matter
+ *   (2n+1 != 2k+1) and identities hold (\sin^2 x + \cos^2 x == 1). Points are positive:
+ *   \sqrt{x^2} == x and |x| == x pass. \binom and ! need integer arguments.
  * - Structures: (a, b) is ambiguous (pair or open interval) and equals both a 2-tuple
  *   and the open interval with the same endpoints; other tuples are ordered; \{..\} sets
  *   and unbracketed lists "2, 3" are order-free; [a, b), (a, b] etc. are intervals
@@ -32,13 +36,15 @@
  * - Equations: gold "x = 5" vs a bare "5" compares the right-hand side; a predicted
  *   "x = 5" (or a chain "x = 2 + 3 = 5") vs a bare gold compares its last side. Two
  *   relations are equal when lhs - rhs of one is a nonzero constant multiple of the other
- *   (positive for inequalities with the same direction, negative for flipped ones), or
- *   side by side when they have no variables. A gold one-variable inequality
- *   ("x > 3", "1 < x \le 2") equals the matching interval.
- * - Text answers (only letters and spaces, a word of 2+ letters, e.g. "Monday", "yes")
- *   compare case-insensitively. A gold that is one capital letter (optionally "(B)") is a
- *   multiple-choice letter: the prediction's leading letter "(B)", "B)", "B." or "B" is
- *   compared.
+ *   (positive for inequalities with the same direction, negative for flipped ones; so
+ *   "2y = 4x + 2" == "y = 2x + 1"), or side by side when they have no variables. A
+ *   one-variable inequality ("x > 3", "1 < x \le 2") equals the matching interval, on
+ *   either side.
+ * - Text answers (only letters and spaces, with a word of 3+ letters, or "no", or any
+ *   word written in \text{..}; e.g. "Monday", "yes") compare case-insensitively; "xy"
+ *   stays a product. A gold that is one capital letter (optionally "(B)") is a
+ *   multiple-choice letter: the prediction's leading "(B)", "B)", "B." or "B" is compared
+ *   (case-sensitive). A trailing '!' is a factorial, not punctuation.
  * - A gold answer that does not parse is an error (VERIFY_MATH_GOLD_UNPARSEABLE), never
  *   a reward. A prediction that does not parse is simply wrong. */
 #ifndef GRPO_VERIFY_MATH_H

@@ -105,6 +105,8 @@ static int phrase_content(const char *s, size_t to, size_t i, size_t *a, size_t 
     *a = i;
     *b = e;
     trim(s, a, b);
+    while (*b > *a && s[*b - 1] == '*') (*b)--;   /* markdown bold: **5** */
+    trim(s, a, b);
     return *b > *a;
 }
 
