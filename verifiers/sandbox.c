@@ -48,7 +48,7 @@ struct sandbox {
     int landlock_fd;
 };
 
-int sandbox_smoke_test(const sandbox_env *e, unsigned uid_offset);
+int sandbox_smoke_test(const sandbox_env *e, sandbox_mode mode, unsigned uid_offset, const char *const *argv);
 
 static atomic_uint run_counter;
 
@@ -600,11 +600,12 @@ done:
     return status;
 }
 
-int sandbox_smoke_test(const sandbox_env *e, unsigned uid_offset) {
+int sandbox_smoke_test(const sandbox_env *e, sandbox_mode mode, unsigned uid_offset, const char *const *argv) {
     sandbox *sb = NULL;
-    if (sandbox_open(e, SANDBOX_BWRAP, uid_offset, &sb) != GRPO_OK) return -1;
+    if (sandbox_open(e, mode, uid_offset, &sb) != GRPO_OK) return -1;
     const char *true_path = access("/usr/bin/true", X_OK) == 0 ? "/usr/bin/true" : "/bin/true";
-    const char *argv[] = {true_path, NULL};
+    const char *true_argv[] = {true_path, NULL};
+    if (!argv) argv = true_argv;
     sandbox_limits lim;
     sandbox_limits_default(&lim);
     lim.wall_time_s = 10;
@@ -612,7 +613,7 @@ int sandbox_smoke_test(const sandbox_env *e, unsigned uid_offset) {
     int rc = -1;
     if (sandbox_run(sb, argv, NULL, 0, &lim, &r) == GRPO_OK) {
         if (r.exited && r.exit_code == 0) rc = 0;
-        else grpo_fail(GRPO_ERR_UNSUPPORTED, "bwrap smoke run exited %d (signal %d): %.300s", r.exit_code,
+        else grpo_fail(GRPO_ERR_UNSUPPORTED, "smoke run of %s exited %d (signal %d): %.300s", argv[0], r.exit_code,
                        r.term_signal, r.err ? r.err : "");
         sandbox_result_clear(&r);
     }

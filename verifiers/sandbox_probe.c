@@ -16,9 +16,9 @@
 static sandbox_env probe_env;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
-/* Declared here, defined in sandbox.c: one bwrap run of /usr/bin/true with env e.
- * Returns 0 when it exited 0; otherwise -1 with a grpo_fail message. */
-int sandbox_smoke_test(const sandbox_env *e, unsigned uid_offset);
+/* Declared here, defined in sandbox.c: one run of argv (NULL: /usr/bin/true) in `mode`
+ * with env e. Returns 0 when it exited 0; otherwise -1 with a grpo_fail message. */
+int sandbox_smoke_test(const sandbox_env *e, sandbox_mode mode, unsigned uid_offset, const char *const *argv);
 
 static int is_executable(const char *path) {
     struct stat st;
@@ -79,14 +79,6 @@ static void probe(void) {
     find_program(getenv("GRPO_BWRAP"), "/usr/bin/bwrap", "bwrap", e->bwrap);
     find_program(getenv("GRPO_PYTHON"), "/usr/bin/python3", "python3", e->python);
     find_program(getenv("GRPO_GCC"), "/usr/bin/gcc", "gcc", e->gcc);
-    if (e->python[0] && strncmp(e->python, "/usr/", 5) != 0) {
-        /* e.g. /opt/py/bin/python3 -> bind /opt/py read-only into the sandbox */
-        snprintf(e->python_prefix, sizeof e->python_prefix, "%s", e->python);
-        for (int cut = 0; cut < 2; cut++) {
-            char *slash = strrchr(e->python_prefix, '/');
-            if (slash && slash != e->python_prefix) *slash = '\0';
-        }
-    }
     if (sandbox_seccomp_build(0, e->trainer_pid, &e->seccomp_bwrap) != 0 ||
         sandbox_seccomp_build(1, e->trainer_pid, &e->seccomp_fallback) != 0) {
         log_warn("sandbox: no seccomp filter (%s): judged programs may call ptrace, mount, ... "
@@ -107,13 +99,13 @@ static void probe(void) {
     char why[512] = "";
     if (!e->bwrap[0]) {
         snprintf(why, sizeof why, "no bwrap executable (looked at /usr/bin/bwrap and PATH)");
-    } else if (sandbox_smoke_test(e, 0) != 0) {
+    } else if (sandbox_smoke_test(e, SANDBOX_BWRAP, 0, NULL) != 0) {
         snprintf(why, sizeof why, "%s", grpo_error_message());
         if (e->as_root) {
             /* Perhaps our uid window is not mapped in this container: one shared uid. */
             e->uid_base = 65534;
             e->uid_span = 1;
-            if (sandbox_smoke_test(e, 0) == 0) why[0] = '\0';
+            if (sandbox_smoke_test(e, SANDBOX_BWRAP, 0, NULL) == 0) why[0] = '\0';
         }
     }
     e->bwrap_ok = why[0] == '\0';
@@ -125,6 +117,24 @@ static void probe(void) {
         if (!e->bwrap_ok) loud_warning(why);
     }
     if (e->as_root && e->uid_span > 1) e->uid_base += (unsigned)(e->trainer_pid % 8) * 2048, e->uid_span = 2048;
+    /* Bound only now, so that an unreadable prefix cannot fail the bwrap probe above. */
+    if (e->python[0] && strncmp(e->python, "/usr/", 5) != 0) {
+        /* e.g. /opt/py/bin/python3 -> bind /opt/py read-only into the sandbox */
+        memcpy(e->python_prefix, e->python, sizeof e->python_prefix);
+        for (int cut = 0; cut < 2; cut++) {
+            char *slash = strrchr(e->python_prefix, '/');
+            if (slash && slash != e->python_prefix) *slash = '\0';
+        }
+    }
+    /* An interpreter outside /usr (a virtualenv, pyenv under a private home) may not
+     * start as the sandbox's uid: say so now rather than judge every program wrong. */
+    if (e->python[0]) {
+        const char *argv[] = {e->python, "-I", "-c", "pass", NULL};
+        if (sandbox_smoke_test(e, e->mode, 1, argv) != 0)
+            log_error("sandbox: %s does not start inside the %s sandbox (%s); every python program will fail. "
+                      "Point GRPO_PYTHON at a system python3 (/usr/bin/python3).",
+                      e->python, sandbox_mode_name(e->mode), grpo_error_message());
+    }
     grpo_error_clear();
 }
 
