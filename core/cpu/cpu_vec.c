@@ -1,7 +1,8 @@
 /* Vector kernels shared by the CPU ops: a register-blocked tile product (attention's
- * tiles), and exp, sum-of-exp and max over rows (softmax, log-sum-exp). Written with GCC/Clang vector extensions and compiled
- * for several x86 levels (AVX-512, AVX2+FMA, baseline) picked at load time, so the
- * build needs no -march flag and still uses the machine's vector width. */
+ * tiles), and exp, sum-of-exp and max over rows (softmax, log-sum-exp). Written with
+ * GCC vector extensions and compiled for several x86 levels (AVX-512, AVX2+FMA,
+ * baseline) picked at load time, so the build needs no -march flag and still uses the
+ * machine's vector width. Results can differ in the last bits between machines (FMA). */
 #include "core/cpu/cpu_impl.h"
 
 #include <math.h>
@@ -33,7 +34,7 @@ typedef int32_t vi16 __attribute__((vector_size(64)));
 
 CPU_MULTIVERSION
 void cpu_vec_gemm(float *restrict C, int ldc, const float *restrict A, int lda, const float *restrict B,
-                   size_t ldb, int m, int n, int kd, int accumulate) {
+                  size_t ldb, int m, int n, int kd, int accumulate) {
     int i = 0;
     for (; i + TILE_MR <= m; i += TILE_MR) {
         const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
