@@ -5,7 +5,10 @@
  *   bound read-write at /box as the cwd, a seccomp filter, rlimits; as root, the
  *   sandbox runs as an unprivileged uid unique to this run (so RLIMIT_NPROC bites).
  * - fallback (bwrap cannot run here): seccomp + Landlock + rlimits + a new session in
- *   the same fresh directory, same uid rule; announced once with a loud warning.
+ *   the same fresh directory, same uid rule; announced once with a loud warning. Not
+ *   root, the fallback cannot give runs their own uid: then a daemon that leaves its
+ *   session outlives the run, and files our uid owns outside can be chmod-ed (Landlock
+ *   does not cover metadata); RLIMIT_NPROC is set to our process count + the limit.
  * Every run is bounded by CPU time, a wall clock, an address-space cap and an output
  * cap; whatever it started is killed and reaped before sandbox_run returns. */
 #ifndef GRPO_SANDBOX_H
