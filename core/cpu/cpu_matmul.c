@@ -1,5 +1,6 @@
-/* Matrix products on the CPU: one call to OpenBLAS's cblas_sgemm, row-major.
- * OpenBLAS runs its own thread pool; call this outside OpenMP parallel regions. */
+/* Matrix products on the CPU: one call to OpenBLAS's cblas_sgemm, row-major. OpenBLAS
+ * threads the call itself (with the OpenMP flavour the build prefers, on our OpenMP
+ * threads), so callers call it once per product, not from inside a parallel loop. */
 #include "core/cpu/cpu_impl.h"
 
 #include <cblas.h>
