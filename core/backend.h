@@ -10,7 +10,12 @@
  *  - A backward op ACCUMULATES into parameter gradients (dw += ...) and WRITES input
  *    gradients (dx = ...) unless it says otherwise.
  *  - An op a backend lacks is NULL in its table; callers use backend_require() to get a
- *    clear error naming it. */
+ *    clear error naming it.
+ *  - Ops are not called from inside an OpenMP parallel region (the CPU backend parallelises
+ *    inside each op and stops with a message otherwise). Several host threads may share one
+ *    backend; they take turns on its scratch memory.
+ *  - Ids and positions are checked for >= 0 only; the upper bound (vocab, max positions) is
+ *    the caller's to check for anything that comes from outside. */
 #ifndef GRPO_BACKEND_H
 #define GRPO_BACKEND_H
 
@@ -93,7 +98,8 @@ struct backend {
 
     /* ---- log-probabilities of given tokens ----
      * logits: [N, V]; targets: [N] int32 (< 0 = ignored row).
-     * logprobs[i] = logits[i, targets[i]] - lse[i]; lse[N] saved; ignored rows give 0.
+     * logprobs[i] = logits[i, targets[i]] - lse[i]; lse[N] saved (for ignored rows too);
+     * ignored rows give logprob 0.
      * Cross-entropy is -logprobs. backward: dlogits[i, :] = dlogprobs[i] * (onehot - softmax),
      * written (not accumulated); ignored rows get 0. */
     void (*token_logprobs_forward)(backend *be, float *logprobs, float *lse, const float *logits,
