@@ -15,7 +15,8 @@
  *   significant digits also matches any value it is the correct rounding of
  *   (|v - d| <= 0.5 * 10^-places): 0.333333 == 1/3, 6.283185307 == 2\pi, 6.2832 != 2\pi.
  *   Juxtaposition multiplies, so a mixed number 2\frac{1}{3} reads as 2/3, as in LaTeX
- *   math; 1e3 is scientific notation (1000), 2e is 2 times Euler's number.
+ *   math; 1e3 is scientific notation (1000), 2e is 2 times Euler's number; a '^' followed
+ *   by digits takes them all (2^10 = 1024, the plain-text reading, not LaTeX's 2^1 0).
  * - Irrational values (sqrt of non-squares, \pi, e, logs, trig) are compared in long double
  *   with |a - b| <= rel_tol * max(|a|, |b|) + 1e-15, rel_tol = 1e-9 by default; so are
  *   exact values whose 128-bit numerator or denominator overflowed.
