@@ -135,7 +135,9 @@ static int file_exists(const char *dir, const char *name) {
     return access(path, F_OK) == 0;
 }
 
-/* Live processes (not zombies) whose command line contains `needle` as one argument. */
+/* Live processes (not zombies) with `needle` as one argument of their command line,
+ * among this process's sandbox uids when it has its own (so that other test programs
+ * running sandboxes at the same time do not count). */
 static int processes_with_arg(const char *needle) {
     DIR *d = opendir("/proc");
     if (!d) return 0;
@@ -153,6 +155,18 @@ static int processes_with_arg(const char *needle) {
         buf[k] = '\0';
         const char *rp = strrchr(buf, ')');
         if (rp && (rp[2] == 'Z' || rp[2] == 'X')) continue;
+        unsigned first, count;
+        sandbox_uid_window(&first, &count);
+        if (count > 0) {   /* real uid from status (the owner of /proc/PID lies for non-dumpable ones) */
+            snprintf(path, sizeof path, "/proc/%s/status", ent->d_name);
+            fd = open(path, O_RDONLY);
+            k = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+            if (fd >= 0) close(fd);
+            buf[k > 0 ? k : 0] = '\0';
+            const char *u = strstr(buf, "\nUid:");
+            unsigned long uid;
+            if (!u || sscanf(u + 5, "%lu", &uid) != 1 || uid < first || uid >= first + count) continue;
+        }
         snprintf(path, sizeof path, "/proc/%s/cmdline", ent->d_name);
         fd = open(path, O_RDONLY);
         if (fd < 0) continue;

@@ -4,6 +4,7 @@
  * nothing left running afterwards. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -31,7 +32,9 @@ static verify_code_request request(const char *lang, const char *code, const ver
     return req;
 }
 
-/* Live processes with `needle` as one argument of their command line. */
+/* Live processes (not zombies) with `needle` as one argument of their command line,
+ * among this process's sandbox uids when it has its own (so that other test programs
+ * running sandboxes at the same time do not count). */
 static int processes_with_arg(const char *needle) {
     DIR *d = opendir("/proc");
     if (!d) return 0;
@@ -49,6 +52,18 @@ static int processes_with_arg(const char *needle) {
         buf[k] = '\0';
         const char *rp = strrchr(buf, ')');
         if (rp && (rp[2] == 'Z' || rp[2] == 'X')) continue;
+        unsigned first, count;
+        sandbox_uid_window(&first, &count);
+        if (count > 0) {   /* real uid from status (the owner of /proc/PID lies for non-dumpable ones) */
+            snprintf(path, sizeof path, "/proc/%s/status", ent->d_name);
+            fd = open(path, O_RDONLY);
+            k = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+            if (fd >= 0) close(fd);
+            buf[k > 0 ? k : 0] = '\0';
+            const char *u = strstr(buf, "\nUid:");
+            unsigned long uid;
+            if (!u || sscanf(u + 5, "%lu", &uid) != 1 || uid < first || uid >= first + count) continue;
+        }
         snprintf(path, sizeof path, "/proc/%s/cmdline", ent->d_name);
         fd = open(path, O_RDONLY);
         if (fd < 0) continue;

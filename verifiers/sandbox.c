@@ -271,6 +271,8 @@ static int build_bwrap_argv(const sandbox *sb, const sandbox_limits *lim, const 
     if (!tmp_size) return -1;
     rc |= argv_push(b, "--proc") | argv_push(b, "/proc") | argv_push(b, "--dev") | argv_push(b, "/dev");
     rc |= argv_push(b, "--size") | argv_push(b, tmp_size) | argv_push(b, "--tmpfs") | argv_push(b, "/tmp");
+    /* --dev leaves /dev/shm an unbounded directory of its tmpfs: cap it like /tmp. */
+    rc |= argv_push(b, "--size") | argv_push(b, tmp_size) | argv_push(b, "--tmpfs") | argv_push(b, "/dev/shm");
     rc |= argv_push(b, "--bind") | argv_push(b, sb->work) | argv_push(b, SANDBOX_DIR_INSIDE);
     rc |= argv_push(b, "--chdir") | argv_push(b, SANDBOX_DIR_INSIDE);
     rc |= argv_push(b, "--remount-ro") | argv_push(b, "/");

@@ -9,6 +9,9 @@
  *   root, the fallback cannot give runs their own uid: then a daemon that leaves its
  *   session outlives the run, and files our uid owns outside can be chmod-ed (Landlock
  *   does not cover metadata); RLIMIT_NPROC is set to our process count + the limit.
+ *   The fallback also has no /dev/shm (POSIX semaphores, multiprocessing locks fail).
+ * Files: /tmp and /dev/shm are tmpfs capped at limits.tmp_mb each; the work dir is on
+ * the host's disk, each file capped by RLIMIT_FSIZE (their number only by time). 
  * Every run is bounded by CPU time, a wall clock, an address-space cap and an output
  * cap; whatever it started is killed and reaped before sandbox_run returns. */
 #ifndef GRPO_SANDBOX_H
@@ -93,5 +96,8 @@ const char *sandbox_python_path(void);
 const char *sandbox_gcc_path(void);
 /* 1 when a seccomp filter is applied (libseccomp was found at build time and compiled it). */
 int sandbox_has_seccomp(void);
+/* The uids this process's runs use: [first, first + count) when we are root (each
+ * sandbox takes the next one, round robin); count 0 when runs keep our own uid. */
+void sandbox_uid_window(unsigned *first, unsigned *count);
 
 #endif

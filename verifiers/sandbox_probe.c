@@ -116,7 +116,10 @@ static void probe(void) {
         e->mode = e->bwrap_ok ? SANDBOX_BWRAP : SANDBOX_FALLBACK;
         if (!e->bwrap_ok) loud_warning(why);
     }
-    if (e->as_root && e->uid_span > 1) e->uid_base += (unsigned)(e->trainer_pid % 8) * 2048, e->uid_span = 2048;
+    /* 64 slots of 256 uids: two trainers share a slot with odds 1/64; within one,
+     * a uid comes back only after 256 further sandboxes (never while one is running
+     * unless 256 run at once). */
+    if (e->as_root && e->uid_span > 1) e->uid_base += (unsigned)(e->trainer_pid % 64) * 256, e->uid_span = 256;
     /* Bound only now, so that an unreadable prefix cannot fail the bwrap probe above. */
     if (e->python[0] && strncmp(e->python, "/usr/", 5) != 0) {
         /* e.g. /opt/py/bin/python3 -> bind /opt/py read-only into the sandbox */
@@ -165,3 +168,9 @@ const char *sandbox_gcc_path(void) {
 }
 
 int sandbox_has_seccomp(void) { return sandbox_env_get()->seccomp_bwrap.count > 0; }
+
+void sandbox_uid_window(unsigned *first, unsigned *count) {
+    const sandbox_env *e = sandbox_env_get();
+    *first = e->as_root ? e->uid_base : (unsigned)getuid();
+    *count = e->as_root ? e->uid_span : 0;
+}
