@@ -289,6 +289,25 @@ static void test_json(void) {
     json_decref(line);
 }
 
+/* Files one test leaves in the work dir are gone before the next test. */
+static void test_fresh_workdir(void) {
+    const char *code = "import os\nprint('stale' if os.path.exists('mark') else 'fresh')\nopen('mark', 'w').write('x')\n"
+                       "os.mkdir('d'); open('d/f', 'w').write('y')\n";
+    verify_code_test tests[3] = {{"", 0, "fresh", 5}, {"", 0, "fresh", 5}, {"", 0, "fresh", 5}};
+    verify_code_request req;
+    verify_code_request_init(&req);
+    req.language = "python";
+    req.code = code;
+    req.code_len = strlen(code);
+    req.tests = tests;
+    req.n_tests = 3;
+    req.time_limit_s = 1;
+    verify_code_result r;
+    CHECK_OK(verify_code_run(&req, &r));
+    CHECK_MSG(r.status == VERIFY_CODE_OK, "%s (%s)", verify_code_status_name(r.status), r.detail);
+    CHECK_INT(3, r.passed);
+}
+
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -444,6 +463,7 @@ int main(void) {
 
     if (!sandbox_python_path() || !sandbox_gcc_path()) TEST_SKIP("python3 or gcc not found");
     test_json();
+    test_fresh_workdir();
 
     snprintf(host_dir, sizeof host_dir, "/tmp/grpo-hostile-XXXXXX");
     if (!mkdtemp(host_dir)) TEST_SKIP("mkdtemp failed");

@@ -246,8 +246,10 @@ grpo_status verify_code_run(const verify_code_request *req, verify_code_result *
     }
     if (status != GRPO_OK) goto finish;
 
+    const char *keep[] = {lang == LANG_PYTHON ? "main.py" : "main", NULL};
     for (int t = 0; t < req->n_tests; t++) {
         const verify_code_test *test = &req->tests[t];
+        if (t > 0) sandbox_clean(sb, keep);   /* each test starts from the same work dir */
         sandbox_limits lim;
         sandbox_limits_default(&lim);
         lim.cpu_time_s = time_limit;

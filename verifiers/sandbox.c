@@ -165,6 +165,28 @@ void sandbox_free(sandbox *sb) {
     free(sb);
 }
 
+void sandbox_clean(sandbox *sb, const char *const *keep) {
+    int fd = open(sb->work, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
+        int kept = 0;
+        for (int i = 0; keep && keep[i] && !kept; i++) kept = strcmp(keep[i], ent->d_name) == 0;
+        if (kept || unlinkat(fd, ent->d_name, 0) == 0) continue;
+        fchmodat(fd, ent->d_name, 0700, 0);
+        int sub = openat(fd, ent->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0) remove_tree_at(sub, 1);
+        unlinkat(fd, ent->d_name, AT_REMOVEDIR);
+    }
+    closedir(d);
+}
+
 grpo_status sandbox_write_file(sandbox *sb, const char *name, const void *data, size_t len) {
     if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
         return grpo_fail(GRPO_ERR_INVALID, "%s:%d: sandbox file name must be a plain name, found \"%s\"",

@@ -79,6 +79,10 @@ const char *sandbox_workdir_inside(const sandbox *sb);
 /* Writes `name` (a plain file name, no '/') into the work dir, readable by the sandbox. */
 grpo_status sandbox_write_file(sandbox *sb, const char *name, const void *data, size_t len);
 
+/* Removes everything in the work dir except the plain names in keep (NULL-ended), so
+ * one test's files neither reach the next nor pile up on disk. */
+void sandbox_clean(sandbox *sb, const char *const *keep);
+
 /* Runs argv (argv[0] an absolute path, or "./name" for a file in the work dir; NULL-
  * terminated) with the work dir as cwd, stdin_data on stdin, under `limits`. Fills
  * `result` (the caller clears it) and returns GRPO_OK whenever the program ran, however
