@@ -41,40 +41,26 @@ static double bare_run(const char *python) {
     return now_s() - t0;
 }
 
-/* Median of n sandboxed runs; *with_setup also counts sandbox_create + sandbox_free. */
-static int sandbox_medians(sandbox_mode mode, const char *python, int n, double *run_only, double *with_setup) {
-    double *a = calloc((size_t)n, sizeof *a), *b = calloc((size_t)n, sizeof *b);
+/* One sandboxed run; *run_only excludes sandbox_create/sandbox_free. -1 on failure. */
+static double sandbox_once(sandbox_mode mode, const char *python, double *run_only) {
     const char *argv[] = {python, "-I", "-c", "pass", NULL};
     sandbox_limits lim;
     sandbox_limits_default(&lim);
-    for (int i = 0; i < n; i++) {
-        double t0 = now_s();
-        sandbox *sb = NULL;
-        if (sandbox_create(mode, &sb) != GRPO_OK) {
-            fprintf(stderr, "sandbox_create(%s): %s\n", sandbox_mode_name(mode), grpo_error_message());
-            free(a), free(b);
-            return -1;
-        }
-        sandbox_result r;
-        double t1 = now_s();
-        grpo_status s = sandbox_run(sb, argv, NULL, 0, &lim, &r);
-        double t2 = now_s();
-        if (s != GRPO_OK || !r.exited || r.exit_code != 0) {
-            fprintf(stderr, "sandboxed run failed: %s %s\n", grpo_error_message(), s == GRPO_OK ? r.err : "");
-            if (s == GRPO_OK) sandbox_result_clear(&r);
-            sandbox_free(sb);
-            free(a), free(b);
-            return -1;
-        }
-        sandbox_result_clear(&r);
-        sandbox_free(sb);
-        a[i] = t2 - t1;
-        b[i] = now_s() - t0;
+    double t0 = now_s();
+    sandbox *sb = NULL;
+    if (sandbox_create(mode, &sb) != GRPO_OK) {
+        fprintf(stderr, "sandbox_create(%s): %s\n", sandbox_mode_name(mode), grpo_error_message());
+        return -1;
     }
-    *run_only = median(a, n);
-    *with_setup = median(b, n);
-    free(a), free(b);
-    return 0;
+    sandbox_result r;
+    double t1 = now_s();
+    grpo_status s = sandbox_run(sb, argv, NULL, 0, &lim, &r);
+    *run_only = now_s() - t1;
+    int ok = s == GRPO_OK && r.exited && r.exit_code == 0;
+    if (!ok) fprintf(stderr, "sandboxed run failed: %s %s\n", grpo_error_message(), s == GRPO_OK ? r.err : "");
+    if (s == GRPO_OK) sandbox_result_clear(&r);
+    sandbox_free(sb);
+    return ok ? now_s() - t0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -89,24 +75,28 @@ int main(int argc, char **argv) {
         fprintf(stderr, "no python3 found\n");
         return 1;
     }
-    double *bare = calloc((size_t)n, sizeof *bare);
-    bare_run(python);   /* warm the page cache */
-    for (int i = 0; i < n; i++) bare[i] = bare_run(python);
-    double bare_med = median(bare, n);
-    free(bare);
     printf("python: %s, N=%d, sandbox mode here: %s, seccomp %d\n", python, n,
            sandbox_mode_name(sandbox_available_mode()), sandbox_has_seccomp());
-    printf("bare python3 -I -c pass          median %7.2f ms\n", 1e3 * bare_med);
-    sandbox_mode modes[] = {SANDBOX_AUTO, SANDBOX_FALLBACK};
-    for (int m = 0; m < 2; m++) {
-        double run_only, with_setup;
-        if (sandbox_medians(modes[m], python, n, &run_only, &with_setup) != 0) continue;
-        const char *name = sandbox_mode_name(m == 0 ? sandbox_available_mode() : SANDBOX_FALLBACK);
-        printf("sandboxed (%-8s) run            median %7.2f ms   overhead %6.2f ms\n", name, 1e3 * run_only,
-               1e3 * (run_only - bare_med));
-        printf("sandboxed (%-8s) create+run+free median %7.2f ms   overhead %6.2f ms\n", name, 1e3 * with_setup,
-               1e3 * (with_setup - bare_med));
+    /* Interleaved, so that a load that comes and goes weighs on all columns alike. */
+    enum { BARE, BWRAP_RUN, BWRAP_ALL, FALLBACK_RUN, FALLBACK_ALL, COLUMNS };
+    double *t[COLUMNS];
+    for (int c = 0; c < COLUMNS; c++) t[c] = calloc((size_t)n, sizeof(double));
+    int have_bwrap = sandbox_available_mode() == SANDBOX_BWRAP;
+    bare_run(python);   /* warm the page cache */
+    for (int i = 0; i < n; i++) {
+        t[BARE][i] = bare_run(python);
+        if (have_bwrap && (t[BWRAP_ALL][i] = sandbox_once(SANDBOX_BWRAP, python, &t[BWRAP_RUN][i])) < 0) return 1;
+        if ((t[FALLBACK_ALL][i] = sandbox_once(SANDBOX_FALLBACK, python, &t[FALLBACK_RUN][i])) < 0) return 1;
     }
+    double bare_med = median(t[BARE], n);
+    printf("bare python3 -I -c pass             median %7.2f ms\n", 1e3 * bare_med);
+    const char *names[COLUMNS] = {"", "bwrap run", "bwrap create+run+free", "fallback run", "fallback create+run+free"};
+    for (int c = 1; c < COLUMNS; c++) {
+        if (!have_bwrap && (c == BWRAP_RUN || c == BWRAP_ALL)) continue;
+        double m = median(t[c], n);
+        printf("%-35s median %7.2f ms   overhead %6.2f ms\n", names[c], 1e3 * m, 1e3 * (m - bare_med));
+    }
+    for (int c = 0; c < COLUMNS; c++) free(t[c]);
 
     /* Throughput: n one-test requests (read two ints, print the sum) through the pool. */
     verify_pool *pool = NULL;
