@@ -543,9 +543,7 @@ grpo_status sandbox_run(sandbox *sb, const char *const *argv, const void *stdin_
             kill_run(sb, &procs);
             deadline = now + 2.0;   /* time for the kill to land */
         } else if (!exited && now >= deadline) {
-            kill(-procs.pid, SIGKILL);   /* the namespace init did not go: take the outer bwrap too */
-            kill(procs.pid, SIGKILL);
-            deadline = now + 5.0;
+            break;   /* the kill did not land in 2 s: the blocking reap below takes the outer process too */
         }
         struct pollfd pfd[4];
         int n = 0, i_out = -1, i_err = -1, i_info = -1;
@@ -584,7 +582,8 @@ grpo_status sandbox_run(sandbox *sb, const char *const *argv, const void *stdin_
         }
     }
     if (!exited) {
-        /* Should not happen (killed and waited above); reap for sure. */
+        /* Only when a kill did not land in time (or poll failed): take the outer
+         * process and its group directly and wait for it. */
         kill(-procs.pid, SIGKILL);
         kill(procs.pid, SIGKILL);
         while (wait4(procs.pid, &wait_status, 0, &ru) < 0 && errno == EINTR) {}

@@ -41,6 +41,9 @@ typedef struct {
 /* 2 s CPU, 256 MiB, 32 processes, 16 MiB files, 64 fds, 64 MiB /tmp, 8 MiB output. */
 void sandbox_limits_default(sandbox_limits *limits);
 
+/* In bwrap mode the exit status comes through bwrap, which reports a program killed by
+ * signal s as exit code 128 + s: such codes are read back as signals (a program that
+ * itself exits with 129..192 is taken for one killed by a signal). */
 typedef struct {
     int exited;            /* 1: ended by exit(), exit_code is valid */
     int exit_code;
