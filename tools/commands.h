@@ -14,6 +14,7 @@ int cmd_data(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 /* True when argv holds --help or -h. */
 int cmd_wants_help(int argc, char **argv);

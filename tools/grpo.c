@@ -10,6 +10,7 @@ static const command commands[] = {
     {"init", "a randomly initialised model from a preset, HF layout", cmd_init},
     {"forward", "logits of a model over given token ids, as safetensors", cmd_forward},
     {"data", "synthetic problems (arith, countdown) as JSONL", cmd_data},
+    {"verify", "JSONL in, verdicts out: math, code, countdown, format", cmd_verify},
     {"info", "version, backends compiled in, devices seen", cmd_info},
 };
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
