@@ -1,0 +1,64 @@
+/* DeepSeekMoE backward: moe_forward.c in reverse over the saved routing and activations.
+ * dx is the sum of three paths: the shared experts, the routed experts (rows scattered
+ * back to their tokens) and the gate (through the routing weights and, when on, the
+ * sequence-wise balance loss). Weight gradients accumulate; the bias gets none. */
+#include "model/moe_impl.h"
+
+/* dx[N, in] = dy W (beta 0 writes, 1 adds); dW[out, in] += dy^T x; y = x W^T, W: [out, in]. */
+static void linear_backward(backend *be, float *dx, float dx_beta, float *dW, const float *dy, const float *x,
+                            const float *W, int N, int in, int out) {
+    be->matmul(be, 0, 0, N, in, out, 1.0f, dy, out, W, in, dx_beta, dx, in);
+    be->matmul(be, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+}
+
+grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, const float *x, const float *dout,
+                         float *dx) {
+    const moe_config *c = &l->cfg;
+    if (l->last_B == 0) return grpo_fail(GRPO_ERR_INVALID, "moe_backward: no forward pass to differentiate");
+    GRPO_TRY(moe_check_weights(l, w, "moe_backward (weights)"));
+    GRPO_TRY(moe_check_weights(l, g, "moe_backward (gradients)"));
+    backend *be = l->be;
+    int B = l->last_B, T = l->last_T, N = B * T, H = c->hidden_size, I = c->moe_intermediate_size;
+    int E = c->n_routed_experts, IS = l->shared_inter, NK = N * c->num_experts_per_tok;
+
+    /* shared experts: out = down(silu(x Wg^T) * (x Wu^T)) */
+    if (IS > 0) {
+        linear_backward(be, l->ds_act, 0.0f, g->shared_down_proj, dout, l->s_act, w->shared_down_proj, N, IS, H);
+        be->swiglu_backward(be, l->ds_gate, l->ds_up, l->ds_act, l->s_gate, l->s_up, (size_t)N * IS);
+        linear_backward(be, dx, 0.0f, g->shared_gate_proj, l->ds_gate, x, w->shared_gate_proj, N, H, IS);
+        linear_backward(be, dx, 1.0f, g->shared_up_proj, l->ds_up, x, w->shared_up_proj, N, H, IS);
+    } else {
+        be->zero(be, dx, (size_t)N * H * sizeof(float));
+    }
+
+    /* d weight of slot (t, k) = dout[t] . y_rows[row]: host, for the routing backward */
+    moe_weight_grad(l, dout, N);
+
+    /* routed experts: d y_rows = weight * dout[token]; then down, SwiGLU, gate/up per expert */
+    moe_gather(l, l->d_rows, dout, N, 1);
+    for (int e = 0; e < E; e++) {
+        int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
+        if (n == 0) continue;
+        linear_backward(be, l->d_act + (size_t)r0 * I, 0.0f, g->experts_down_proj[e], l->d_rows + (size_t)r0 * H,
+                        l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H);
+    }
+    be->swiglu_backward(be, l->d_gate, l->d_up, l->d_act, l->h_gate, l->h_up, (size_t)NK * I);
+    /* d_rows now becomes d xs (every expert's d y_rows has been consumed above) */
+    for (int e = 0; e < E; e++) {
+        int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
+        if (n == 0) continue;
+        float *dxs = l->d_rows + (size_t)r0 * H;
+        const float *xs = l->xs + (size_t)r0 * H;
+        linear_backward(be, dxs, 0.0f, g->experts_gate_proj[e], l->d_gate + (size_t)r0 * I, xs,
+                        w->experts_gate_proj[e], n, H, I);
+        linear_backward(be, dxs, 1.0f, g->experts_up_proj[e], l->d_up + (size_t)r0 * I, xs, w->experts_up_proj[e], n,
+                        H, I);
+    }
+    moe_scatter_add(l, dx, l->d_rows, N, 0);
+
+    /* gate: d logits from the routing weights (+ balance loss), then logits = x gate^T */
+    moe_route_backward(c, l->scores_h, l->topk_idx, l->dweight_h, B, T, 1.0, l->dlogits_h, l->dscore, l->counts);
+    be->to_device(be, l->dlogits, l->dlogits_h, (size_t)N * E * sizeof(float));
+    linear_backward(be, dx, 1.0f, g->gate, l->dlogits, x, w->gate, N, H, E);
+    return GRPO_OK;
+}

@@ -1,0 +1,77 @@
+/* DeepSeekMoE forward (HF DeepseekV3MoE): gate logits on the backend, routing on the host
+ * (moe_route.c), token rows sorted by expert, one matmul per expert over its contiguous
+ * rows (a grouped matmul), SwiGLU, down projection, weighted scatter-add, plus the shared
+ * experts as one dense SwiGLU MLP. Saves in the layer what moe_backward needs. */
+#include "model/moe_impl.h"
+
+#include <string.h>
+
+/* y[N, out] = x[N, in] W^T; beta = 1 adds into y. */
+static void linear(backend *be, float *y, const float *x, const float *W, int N, int in, int out, float beta) {
+    be->matmul(be, 0, 1, N, out, in, 1.0f, x, in, W, in, beta, y, out);
+}
+
+grpo_status moe_check_weights(const moe_layer *l, const moe_weights *w, const char *what) {
+    const moe_config *c = &l->cfg;
+    if (!w || !w->gate || !w->experts_gate_proj || !w->experts_up_proj || !w->experts_down_proj)
+        return grpo_fail(GRPO_ERR_INVALID, "%s: the gate and the expert arrays must be set", what);
+    for (int e = 0; e < c->n_routed_experts; e++)
+        if (!w->experts_gate_proj[e] || !w->experts_up_proj[e] || !w->experts_down_proj[e])
+            return grpo_fail(GRPO_ERR_INVALID, "%s: expert %d lacks a gate_proj, up_proj or down_proj pointer", what,
+                             e);
+    if (c->n_shared_experts > 0 && (!w->shared_gate_proj || !w->shared_up_proj || !w->shared_down_proj))
+        return grpo_fail(GRPO_ERR_INVALID, "%s: n_shared_experts = %d but a shared expert pointer is NULL", what,
+                         c->n_shared_experts);
+    return GRPO_OK;
+}
+
+grpo_status moe_forward(moe_layer *l, const moe_weights *w, const float *x, int B, int T, float *out) {
+    const moe_config *c = &l->cfg;
+    if (B < 1 || T < 1 || (int64_t)B * T > l->max_tokens)
+        return grpo_fail(GRPO_ERR_INVALID, "moe_forward: batch [%d, %d] must be positive and at most %d tokens", B, T,
+                         l->max_tokens);
+    GRPO_TRY(moe_check_weights(l, w, "moe_forward"));
+    backend *be = l->be;
+    int N = B * T, H = c->hidden_size, I = c->moe_intermediate_size, E = c->n_routed_experts, IS = l->shared_inter;
+    int NK = N * c->num_experts_per_tok;
+
+    /* routing: logits [N, E] = x gate^T in float32 (HF computes the router in float32) */
+    linear(be, l->logits, x, w->gate, N, H, E, 0.0f);
+    be->to_host(be, l->logits_h, l->logits, (size_t)N * E * sizeof(float));
+    if (w->e_score_correction_bias)
+        be->to_host(be, l->bias_h, w->e_score_correction_bias, (size_t)E * sizeof(float));
+    else
+        memset(l->bias_h, 0, (size_t)E * sizeof(float));
+    moe_route_tokens(c, l->logits_h, l->bias_h, N, l->scores_h, l->topk_idx, l->topk_weight, &l->route);
+    l->stats.aux_loss = moe_route_aux_loss(c, l->scores_h, l->topk_idx, B, T, l->counts);
+    moe_dispatch_plan(l, N);
+
+    /* routed experts over their contiguous rows: y_rows = down(silu(xs Wg^T) * (xs Wu^T)) */
+    moe_gather(l, l->xs, x, N, 0);
+    for (int e = 0; e < E; e++) {
+        int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
+        if (n == 0) continue;
+        linear(be, l->h_gate + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_gate_proj[e], n, H, I, 0.0f);
+        linear(be, l->h_up + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_up_proj[e], n, H, I, 0.0f);
+    }
+    be->swiglu_forward(be, l->act, l->h_gate, l->h_up, (size_t)NK * I);
+    for (int e = 0; e < E; e++) {
+        int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
+        if (n == 0) continue;
+        linear(be, l->y_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H, 0.0f);
+    }
+
+    /* out = shared(x) + sum_k weight_k y_k */
+    if (IS > 0) {
+        linear(be, l->s_gate, x, w->shared_gate_proj, N, H, IS, 0.0f);
+        linear(be, l->s_up, x, w->shared_up_proj, N, H, IS, 0.0f);
+        be->swiglu_forward(be, l->s_act, l->s_gate, l->s_up, (size_t)N * IS);
+        linear(be, out, l->s_act, w->shared_down_proj, N, IS, H, 0.0f);
+    } else {
+        be->zero(be, out, (size_t)N * H * sizeof(float));
+    }
+    moe_scatter_add(l, out, l->y_rows, N, 1);
+    l->last_B = B;
+    l->last_T = T;
+    return GRPO_OK;
+}
