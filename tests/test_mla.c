@@ -9,6 +9,8 @@
  *  - mla_decode (absorbed attention over the latent cache) equals mla_forward when the
  *    same tokens are prefilled in chunks (3 + 4), one at a time, in one call, and in small
  *    query blocks; the cache rows equal the forward's latent and rotated k_pe;
+ *  - parity with transformers' DeepseekV3Attention (output, gradients, decode) on the
+ *    fixtures of tests/fixtures/make_mla_fixtures.py (one with q_lora_rank 0 and YaRN);
  *  - cache floats per token: kv_lora_rank + qk_rope_head_dim, beside the MHA count;
  *  - bad configs, missing weights and bad positions fail with a message. */
 #include <math.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/safetensors.h"
 #include "model/mla.h"
 #include "model/mla_impl.h"
 #include "tests/harness.h"
@@ -308,8 +311,8 @@ typedef struct {
     int32_t *pos;
 } problem;
 
-static void problem_init(problem *P, int q_lora_rank, int B, int T) {
-    P->cfg = tiny_config(q_lora_rank);
+/* Weights, input and buffers for P->cfg, batch [B, T]. */
+static void problem_init_config(problem *P, int B, int T) {
     layer_init(&P->L, &P->cfg);
     P->B = B;
     P->T = T;
@@ -335,6 +338,11 @@ static void problem_init(problem *P, int q_lora_rank, int B, int T) {
     be->to_device(be, P->cos, P->cos_h, MAX_POS * dr / 2 * sizeof(float));
     be->to_device(be, P->sin, P->sin_h, MAX_POS * dr / 2 * sizeof(float));
     be->to_device(be, P->pos, P->pos_h, (size_t)P->N * sizeof(int32_t));
+}
+
+static void problem_init(problem *P, int q_lora_rank, int B, int T) {
+    P->cfg = tiny_config(q_lora_rank);
+    problem_init_config(P, B, T);
 }
 
 static void problem_free(problem *P) {
@@ -541,6 +549,101 @@ static void test_decode_equals_forward(int q_lora_rank) {
     problem_free(&P);
 }
 
+/* ---- parity with transformers' DeepseekV3Attention ---- */
+
+static int meta_int(const st_file *f, const char *key) {
+    const char *v = st_metadata(f, key);
+    CHECK_MSG(v != NULL, "fixture metadata lacks %s", key);
+    return v ? atoi(v) : 0;
+}
+
+/* Loads tensor `name` (float32, numel floats) into backend memory dev (and host, if given). */
+static void load_tensor(const st_file *f, const char *name, float *dev, float *host, size_t numel) {
+    float *h = host ? host : malloc((numel ? numel : 1) * sizeof(float));
+    CHECK_OK(st_load_f32(f, name, h, (int64_t)numel));
+    if (dev) be->to_device(be, dev, h, numel * sizeof(float));
+    if (!host) free(h);
+}
+
+static void compare_tensor(const st_file *f, const char *name, const float *dev, size_t numel, double tol) {
+    float *want = malloc(numel * sizeof(float)), *got = malloc(numel * sizeof(float));
+    load_tensor(f, name, NULL, want, numel);
+    be->to_host(be, got, dev, numel * sizeof(float));
+    double err = harness_max_rel_err(got, want, (long)numel, 1e-6);
+    printf("  %-32s max rel err %.2e\n", name, err);
+    CHECK_MSG(err < tol, "%s: max rel err %.3g >= %.3g", name, err, tol);
+    free(want);
+    free(got);
+}
+
+/* tests/fixtures/mla/<name>.safetensors (make_mla_fixtures.py): output, every weight's
+ * gradient and dx against transformers (float64 there), and decode against the same
+ * output. Float32 here: 1e-5 relative on the output, 1e-4 on gradients. */
+static void test_hf_parity(const char *name) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/mla/%s.safetensors", name);
+    st_file *f = NULL;
+    CHECK_OK(st_open(harness_source_path(rel), &f));
+    if (!f) return;
+    problem P;
+    memset(&P, 0, sizeof P);
+    mla_config *c = &P.cfg;
+    c->hidden_size = meta_int(f, "hidden_size");
+    c->num_heads = meta_int(f, "num_heads");
+    c->q_lora_rank = meta_int(f, "q_lora_rank");
+    c->kv_lora_rank = meta_int(f, "kv_lora_rank");
+    c->qk_nope_head_dim = meta_int(f, "qk_nope_head_dim");
+    c->qk_rope_head_dim = meta_int(f, "qk_rope_head_dim");
+    c->v_head_dim = meta_int(f, "v_head_dim");
+    const char *eps = st_metadata(f, "rms_norm_eps");
+    c->rms_norm_eps = eps ? (float)atof(eps) : 0.0f;
+    int B = meta_int(f, "B"), T = meta_int(f, "T"), max_pos = meta_int(f, "max_pos");
+    c->softmax_scale = 1.0f;   /* loaded below */
+    grpo_status sizes_ok = mla_check_config(c, name);
+    CHECK_OK(sizes_ok);
+    if (sizes_ok != GRPO_OK || max_pos != MAX_POS || B * T > 64 || c->qk_rope_head_dim > 16) {
+        CHECK_MSG(0, "%s: fixture sizes do not fit this test", name);
+        st_close(f);
+        return;
+    }
+    load_tensor(f, "softmax_scale", NULL, &c->softmax_scale, 1);
+    problem_init_config(&P, B, T);
+    printf("transformers DeepseekV3Attention parity, fixture %s (q_lora_rank %d, softmax_scale %.6f):\n", name,
+           c->q_lora_rank, (double)c->softmax_scale);
+    size_t n = (size_t)P.N * c->hidden_size, half = (size_t)c->qk_rope_head_dim / 2;
+    char tname[128];
+    for (int i = 0; i < W_COUNT; i++) {
+        if (!P.L.numel[i]) continue;
+        snprintf(tname, sizeof tname, "%s.weight", weight_names[i]);
+        load_tensor(f, tname, P.L.dev[i], P.L.host[i], P.L.numel[i]);
+        be->zero(be, P.L.grad[i], P.L.numel[i] * sizeof(float));
+    }
+    load_tensor(f, "x", P.x, P.x_h, n);
+    load_tensor(f, "cos", P.cos, P.cos_h, MAX_POS * half);
+    load_tensor(f, "sin", P.sin, P.sin_h, MAX_POS * half);
+    load_tensor(f, "r", P.dout, NULL, n);
+    const st_tensor *pt = st_find(f, "position_ids");
+    CHECK(pt && pt->dtype == ST_I32 && pt->numel == P.N);
+    if (pt && pt->dtype == ST_I32 && pt->numel == P.N) {
+        memcpy(P.pos_h, pt->data, (size_t)P.N * sizeof(int32_t));
+        be->to_device(be, P.pos, P.pos_h, (size_t)P.N * sizeof(int32_t));
+    }
+
+    CHECK_OK(problem_forward(&P));
+    compare_tensor(f, "out", P.out, n, 1e-5);
+    CHECK_OK(mla_backward(be, c, &P.L.w, &P.L.g, P.acts, P.scratch, P.x, P.pos, P.cos, P.sin, P.dout, B, T, P.dx));
+    for (int i = 0; i < W_COUNT; i++) {
+        if (!P.L.numel[i]) continue;
+        snprintf(tname, sizeof tname, "grad.%s.weight", weight_names[i]);
+        compare_tensor(f, tname, P.L.grad[i], P.L.numel[i], 1e-4);
+    }
+    compare_tensor(f, "grad.x", P.dx, n, 1e-4);
+    static const int three_four[] = {3, 4};
+    if (T == 7) check_decode(&P, three_four, 2, 0, "chunks 3 + 4");
+    problem_free(&P);
+    st_close(f);
+}
+
 /* ---- cache accounting ---- */
 
 static void report_cache(const char *name, mla_config c) {
@@ -612,6 +715,8 @@ int main(void) {
         test_backward_fd(q_lora_rank);
         test_decode_equals_forward(q_lora_rank);
     }
+    test_hf_parity("lora");
+    test_hf_parity("no_lora");
     test_cache_floats();
     test_errors();
     backend_free(be);
