@@ -2,12 +2,14 @@
  * model_type to the family's implementation. */
 #include "model/lm.h"
 
+#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/fs.h"
+#include "model/deepseek_v3.h"
 #include "model/dense.h"
 #include "model/hf_config.h"
 
@@ -46,14 +48,64 @@ static grpo_status wrap_dense(backend *be, dense_model *dm, lm **out) {
 
 static int is_dense_type(const char *type) { return !strcmp(type, "qwen2") || !strcmp(type, "llama"); }
 
+/* ---- DeepSeek-V3 / V2 (MLA + DeepSeekMoE; the MTP loss is reached through deepseek_v3.h) ---- */
+
+static grpo_status dsv3_lm_forward(lm *m, const int32_t *ids, const int32_t *positions, int B, int T,
+                                   float **logits) {
+    return deepseek_v3_forward(m->impl, ids, positions, B, T, logits);
+}
+static grpo_status dsv3_lm_backward(lm *m, const float *dlogits) { return deepseek_v3_backward(m->impl, dlogits); }
+static grpo_status dsv3_lm_reserve(lm *m, int B, int T) { return deepseek_v3_reserve(m->impl, B, T); }
+static grpo_status dsv3_lm_save(lm *m, const char *dir) { return deepseek_v3_save(m->impl, dir); }
+static void dsv3_lm_destroy(lm *m) { deepseek_v3_free(m->impl); }
+
+static const lm_ops dsv3_lm_ops = {dsv3_lm_forward, dsv3_lm_backward, dsv3_lm_reserve, dsv3_lm_save,
+                                    dsv3_lm_destroy};
+
+static grpo_status wrap_dsv3(backend *be, deepseek_v3_model *dm, lm **out) {
+    lm *m = calloc(1, sizeof *m);
+    if (!m) {
+        deepseek_v3_free(dm);
+        return grpo_fail(GRPO_ERR_NOMEM, "out of memory");
+    }
+    const deepseek_v3_config *cfg = deepseek_v3_get_config(dm);
+    m->ops = &dsv3_lm_ops;
+    m->impl = dm;
+    m->be = be;
+    m->params = deepseek_v3_params(dm);
+    snprintf(m->model_type, sizeof m->model_type, "%s", cfg->model_type);
+    m->vocab_size = cfg->vocab_size;
+    m->max_position_embeddings = cfg->max_position_embeddings;
+    for (int i = 0; i < m->params->count; i++) m->num_parameters += (int64_t)m->params->views[i].numel;
+    *out = m;
+    return GRPO_OK;
+}
+
+static int is_deepseek_type(const char *type) { return !strcmp(type, "deepseek_v3") || !strcmp(type, "deepseek_v2"); }
+
+/* model_type of config.json text, or "" when absent / not JSON (the family parser then reports it). */
+static void text_model_type(const char *json, size_t len, char *out, size_t size) {
+    out[0] = 0;
+    json_error_t err;
+    json_t *root = json_loadb(json, len, 0, &err);
+    json_t *t = root && json_is_object(root) ? json_object_get(root, "model_type") : NULL;
+    if (json_is_string(t)) snprintf(out, size, "%s", json_string_value(t));
+    json_decref(root);
+}
+
 grpo_status lm_load_dir(backend *be, const char *dir, lm **out) {
     *out = NULL;
     char path[PATH_MAX], type[64];
     snprintf(path, sizeof path, "%s/config.json", dir);
     GRPO_TRY(hf_config_model_type(path, type, sizeof type));
+    if (is_deepseek_type(type)) {
+        deepseek_v3_model *dm;
+        GRPO_TRY(deepseek_v3_load_dir(be, dir, &dm));
+        return wrap_dsv3(be, dm, out);
+    }
     if (!is_dense_type(type))
-        return grpo_fail(GRPO_ERR_UNSUPPORTED, "%s: model_type \"%s\" is not supported (expected qwen2 or llama)",
-                         path, type);
+        return grpo_fail(GRPO_ERR_UNSUPPORTED, "%s: model_type \"%s\" is not supported (expected qwen2, llama, "
+                         "deepseek_v3 or deepseek_v2)", path, type);
     dense_model *dm;
     GRPO_TRY(dense_model_load_dir(be, dir, &dm));
     return wrap_dense(be, dm, out);
@@ -62,6 +114,16 @@ grpo_status lm_load_dir(backend *be, const char *dir, lm **out) {
 grpo_status lm_create_random(backend *be, const char *config_json, size_t len, const char *origin, uint64_t seed,
                              lm **out) {
     *out = NULL;
+    char type[64];
+    text_model_type(config_json, len, type, sizeof type);
+    if (is_deepseek_type(type)) {
+        deepseek_v3_config v3;
+        GRPO_TRY(hf_config_v3_parse(config_json, len, origin, &v3));
+        deepseek_v3_model *dm;
+        GRPO_TRY(deepseek_v3_create(be, &v3, &dm));
+        deepseek_v3_init_random(dm, seed);
+        return wrap_dsv3(be, dm, out);
+    }
     dense_config cfg;
     GRPO_TRY(hf_config_dense_parse(config_json, len, origin, &cfg));
     dense_model *dm;

@@ -1,0 +1,204 @@
+/* Loading and saving DeepSeek-V3 models as Hugging Face directories: config.json +
+ * model.safetensors (or sharded with model.safetensors.index.json), the official tensor
+ * names (experts one tensor per projection: model.layers.N.mlp.experts.E.gate_proj.weight,
+ * as the hub checkpoints and transformers' save_pretrained lay them out), FP8 E4M3
+ * weights with 128x128-block `weight_scale_inv` dequantised on load. */
+#include "model/deepseek_v3_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/log.h"
+
+#define FP8_BLOCK 128
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Layer index of "model.layers.N.*", or -1. */
+static int layer_of(const char *name) {
+    int layer, used = 0;
+    if (sscanf(name, "model.layers.%d.%n", &layer, &used) == 1 && used > 0) return layer;
+    return -1;
+}
+
+/* Tensors of a checkpoint that are not parameters here but are expected: the official MTP
+ * modules' copies of the shared embedding and head, a tied model's lm_head copy, and the
+ * FP8 scales (consumed with their weights). */
+static int skippable(const deepseek_v3_model *m, const char *name) {
+    int layer = layer_of(name);
+    if (layer >= m->cfg.num_hidden_layers && layer < m->n_blocks) {
+        const char *rest = strchr(name + strlen("model.layers."), '.') + 1;
+        if (!strcmp(rest, "embed_tokens.weight") || !strcmp(rest, "shared_head.head.weight")) return 1;
+    }
+    if (m->cfg.tie_word_embeddings && !strcmp(name, "lm_head.weight")) return 1;
+    return ends_with(name, "_scale_inv");
+}
+
+/* dst[rows, cols] = e4m3(w) * scale_inv[r / 128, c / 128] (DeepSeek-V3's weight_dequant). */
+static grpo_status dequant_fp8(const st_tensor *w, const st_tensor *scale, float *dst, float *scale_buf) {
+    int64_t rows = w->shape[0], cols = w->shape[1];
+    int64_t br = (rows + FP8_BLOCK - 1) / FP8_BLOCK, bc = (cols + FP8_BLOCK - 1) / FP8_BLOCK;
+    if (scale->ndim != 2 || scale->shape[0] != br || scale->shape[1] != bc)
+        return grpo_fail(GRPO_ERR_INVALID, "tensor %s: expected shape [%lld, %lld] (one scale per 128x128 block of "
+                         "%s [%lld, %lld])", scale->name, (long long)br, (long long)bc, w->name, (long long)rows,
+                         (long long)cols);
+    GRPO_TRY(st_read_f32(scale, scale_buf, br * bc));
+    const uint8_t *bytes = w->data;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            dst[r * cols + c] = st_e4m3_to_f32(bytes[r * cols + c]) * scale_buf[(r / FP8_BLOCK) * bc + c / FP8_BLOCK];
+    return GRPO_OK;
+}
+
+static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (n < size) snprintf(buf + n, size - n, "]");
+}
+
+/* Loads view v from tensor t (any float dtype, or FP8 with its scale) into host, then the device. */
+static grpo_status load_view(deepseek_v3_model *m, const st_file *f, int v, const st_tensor *t, float *host,
+                             float *scale_buf) {
+    const param_view *pv = &m->params.views[v];
+    int same = t->ndim == pv->ndim;
+    for (int d = 0; same && d < pv->ndim; d++) same = t->shape[d] == pv->shape[d];
+    if (!same) {
+        char want[96], got[96];
+        format_shape(want, sizeof want, pv->ndim, pv->shape);
+        format_shape(got, sizeof got, t->ndim, t->shape);
+        return grpo_fail(GRPO_ERR_INVALID, "tensor %s: expected shape %s, found %s", t->name, want, got);
+    }
+    if (t->dtype == ST_F8_E4M3) {
+        char scale_name[PARAM_NAME_MAX + 16];
+        snprintf(scale_name, sizeof scale_name, "%s_scale_inv", t->name);
+        const st_tensor *scale = st_find(f, scale_name);
+        if (!scale)
+            return grpo_fail(GRPO_ERR_NOTFOUND, "tensor %s is F8_E4M3 but %s is missing", t->name, scale_name);
+        if (t->ndim != 2)
+            return grpo_fail(GRPO_ERR_UNSUPPORTED, "tensor %s: F8_E4M3 is supported for 2-D weights only", t->name);
+        GRPO_TRY(dequant_fp8(t, scale, host, scale_buf));
+    } else {
+        GRPO_TRY(st_read_f32(t, host, (int64_t)pv->numel));
+    }
+    m->be->to_device(m->be, m->params.data + pv->offset, host, pv->numel * sizeof(float));
+    return GRPO_OK;
+}
+
+grpo_status deepseek_v3_load(deepseek_v3_model *m, const char *path) {
+    st_file *f = NULL;
+    GRPO_TRY(st_open(path, &f));
+    param_set *ps = &m->params;
+    size_t largest = 1;
+    for (int v = 0; v < ps->count; v++)
+        if (ps->views[v].numel > largest) largest = ps->views[v].numel;
+    float *host = malloc(largest * sizeof(float));
+    float *scale_buf = malloc((largest / (FP8_BLOCK * FP8_BLOCK) + 2 * (largest / FP8_BLOCK) + 16) * sizeof(float));
+    char *seen = calloc((size_t)ps->count + 1, 1);
+    grpo_status s = GRPO_OK;
+    if (!host || !scale_buf || !seen) s = grpo_fail(GRPO_ERR_NOMEM, "out of memory loading %s", path);
+    for (int i = 0; i < st_count(f) && s == GRPO_OK; i++) {
+        const st_tensor *t = st_get(f, i);
+        int v = param_find(ps, t->name);
+        if (v < 0) {
+            if (!skippable(m, t->name))
+                s = grpo_fail(GRPO_ERR_INVALID, "tensor %s in the file is not a parameter of this model", t->name);
+            continue;
+        }
+        if (seen[v]) { s = grpo_fail(GRPO_ERR_INVALID, "tensor %s appears twice", t->name); break; }
+        s = load_view(m, f, v, t, host, scale_buf);
+        seen[v] = 1;
+    }
+    /* Missing tensors: an MTP module absent as a whole keeps its values (transformers saves
+     * none); anything else is an error. */
+    int L = m->cfg.num_hidden_layers;
+    int *mtp_seen = calloc((size_t)m->cfg.num_nextn_predict_layers + 1, sizeof(int));
+    if (s == GRPO_OK && !mtp_seen) s = grpo_fail(GRPO_ERR_NOMEM, "out of memory loading %s", path);
+    for (int v = 0; v < ps->count && s == GRPO_OK; v++) {
+        int layer = layer_of(ps->views[v].name);
+        if (layer >= L && seen[v]) mtp_seen[layer - L] = 1;
+    }
+    for (int v = 0; v < ps->count && s == GRPO_OK; v++) {
+        if (seen[v]) continue;
+        int layer = layer_of(ps->views[v].name);
+        if (layer >= L && !mtp_seen[layer - L]) continue;
+        s = grpo_fail(GRPO_ERR_NOTFOUND, "tensor %s is missing from the file", ps->views[v].name);
+    }
+    for (int k = 0; k < m->cfg.num_nextn_predict_layers && s == GRPO_OK; k++)
+        if (!mtp_seen[k])
+            log_warn("%s: no weights for MTP module %d (model.layers.%d.*): it keeps its initial values", path, k + 1,
+                     L + k);
+    if (s != GRPO_OK) grpo_error_prefix("%s", path);
+    free(mtp_seen);
+    free(host);
+    free(scale_buf);
+    free(seen);
+    st_close(f);
+    return s;
+}
+
+static grpo_status join(char *buf, size_t size, const char *dir, const char *file) {
+    if (snprintf(buf, size, "%s/%s", dir, file) >= (int)size)
+        return grpo_fail(GRPO_ERR_INVALID, "%s: path too long", dir);
+    return GRPO_OK;
+}
+
+grpo_status deepseek_v3_load_dir(backend *be, const char *dir, deepseek_v3_model **out) {
+    *out = NULL;
+    char path[4096];
+    deepseek_v3_config cfg;
+    GRPO_TRY(join(path, sizeof path, dir, "config.json"));
+    GRPO_TRY(hf_config_v3_read(path, &cfg));
+    deepseek_v3_model *m = NULL;
+    GRPO_TRY(deepseek_v3_create(be, &cfg, &m));
+    /* MTP modules the file lacks start from HF's initialisation rather than zeros. */
+    deepseek_v3_init_random(m, 0);
+    grpo_status s = deepseek_v3_load(m, dir);
+    if (s != GRPO_OK) {
+        deepseek_v3_free(m);
+        return s;
+    }
+    *out = m;
+    return GRPO_OK;
+}
+
+grpo_status deepseek_v3_save(const deepseek_v3_model *m, const char *dir) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return grpo_fail(GRPO_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    char path[4096];
+    GRPO_TRY(join(path, sizeof path, dir, "config.json"));
+    GRPO_TRY(hf_config_v3_write(&m->cfg, path));
+    GRPO_TRY(join(path, sizeof path, dir, "model.safetensors"));
+    const param_set *ps = &m->params;
+    float *host = malloc(ps->total * sizeof(float));
+    st_writer *w = st_writer_create();
+    grpo_status s = GRPO_OK;
+    if (!host || !w) s = grpo_fail(GRPO_ERR_NOMEM, "%s: out of memory saving %zu parameters", path, ps->total);
+    if (s == GRPO_OK) m->be->to_host(m->be, host, ps->data, ps->total * sizeof(float));
+    for (int v = 0; v < ps->count && s == GRPO_OK; v++) {
+        const param_view *pv = &ps->views[v];
+        s = st_writer_add(w, pv->name, ST_F32, pv->ndim, pv->shape, host + pv->offset);
+    }
+    /* The official V3 layout repeats the shared embedding and head inside each MTP module. */
+    for (int k = 0; k < m->cfg.num_nextn_predict_layers && s == GRPO_OK; k++) {
+        int layer = m->cfg.num_hidden_layers + k;
+        const param_view *embed = &ps->views[m->embed_view];
+        const param_view *head = &ps->views[m->lm_head_view >= 0 ? m->lm_head_view : m->embed_view];
+        char name[PARAM_NAME_MAX];   /* st_writer_add copies names */
+        snprintf(name, sizeof name, "model.layers.%d.embed_tokens.weight", layer);
+        s = st_writer_add(w, name, ST_F32, embed->ndim, embed->shape, host + embed->offset);
+        snprintf(name, sizeof name, "model.layers.%d.shared_head.head.weight", layer);
+        if (s == GRPO_OK) s = st_writer_add(w, name, ST_F32, head->ndim, head->shape, host + head->offset);
+    }
+    if (s == GRPO_OK) s = st_writer_add_metadata(w, "format", "pt");
+    if (s == GRPO_OK) s = st_writer_save(w, path);
+    st_writer_free(w);
+    free(host);
+    return s;
+}
