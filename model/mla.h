@@ -34,7 +34,10 @@ typedef struct {
     int qk_nope_head_dim;
     int qk_rope_head_dim;
     int v_head_dim;
-    float rms_norm_eps;
+    float rms_norm_eps;     /* eps of q_a_layernorm and kv_a_layernorm. transformers builds both as
+                               DeepseekV3RMSNorm(rank) with its default eps 1e-6, NOT config.rms_norm_eps:
+                               pass 1e-6 for parity whatever config.json says. RoPE is always the
+                               interleaved kind (config rope_interleave = true, the V3 default). */
     float softmax_scale;    /* computed by the model (YaRN mscale included) */
 } mla_config;
 
