@@ -111,6 +111,31 @@ struct backend {
      * step is 1-based. param -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * param). */
     void (*adamw)(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
                   float beta1, float beta2, float eps, float weight_decay, int step);
+
+    /* ---- cached decoding over a paged cache (optional: NULL where a backend lacks them;
+     * CPU in core/cpu/cpu_decode.c) ----
+     * A paged cache is rows of row_stride floats; sequence s keeps its position p in row
+     *   r(s, p) = block_tables[s * max_blocks + p / block_size] * block_size + p % block_size
+     * (blocks of block_size rows handed out by the rollout engine's pool, vLLM-style).
+     *
+     * cache_write_rows: dst[rows[i] * dst_stride + c] = src[i * src_stride + c] for
+     * i < N, c < width (the new tokens' keys / values / latents into their cache rows).
+     * rows: [N] int32, distinct.
+     *
+     * paged_attention: N query tokens; token i belongs to sequence seq_of[i] and sees that
+     * sequence's positions 0 .. ctx_len[i] - 1 (its own K/V already written).
+     * q: [N, Hq, Dqk], out: [N, Hq, Dv]; head h uses kv head h / (Hq / Hkv), whose key at
+     * position p is k_cache + r(s, p) * row_stride + hk * Dqk and value v_cache + r(s, p) *
+     * row_stride + hk * Dv (k_cache and v_cache may overlap: MLA's absorbed attention reads
+     * its latent as both, Hkv = 1).
+     *   out[i, h] = sum_p softmax_p(scale * q[i, h] . k_p) v_p
+     * block_tables: [n_seqs, max_blocks], seq_of, ctx_len: [N], int32; ctx_len[i] >= 1. */
+    void (*cache_write_rows)(backend *be, float *dst, size_t dst_stride, const float *src, size_t src_stride,
+                             int width, const int32_t *rows, int N);
+    void (*paged_attention)(backend *be, float *out, const float *q, const float *k_cache, const float *v_cache,
+                            size_t row_stride, const int32_t *block_tables, int max_blocks, int block_size,
+                            const int32_t *seq_of, const int32_t *ctx_len, int N, int Hq, int Hkv, int Dqk, int Dv,
+                            float scale);
 };
 
 /* The CPU backend (always present). Threads: OpenMP's, capped by omp_set_num_threads. */

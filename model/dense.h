@@ -20,6 +20,7 @@
 
 #include "core/backend.h"
 #include "model/hf_config.h"
+#include "model/lm.h"
 #include "model/params.h"
 
 typedef struct dense_model dense_model;
@@ -94,5 +95,25 @@ grpo_status dense_forward(dense_model *m, const int32_t *ids, const int32_t *pos
  * them with param_set_zero_grad); with tied embeddings the lm_head gradient adds into
  * the embedding's. Needs param_set_alloc_grad(dense_model_params(m)) beforehand. */
 grpo_status dense_backward(dense_model *m, const float *dlogits);
+
+/* ---- cached decoding (dense_decode.c) ----
+ * The same maths as dense_forward, for a batch of sequences each appending a few tokens
+ * to a paged K/V cache (model/lm.h's lm_cache): per layer a token's cache row is its
+ * rotated key then its value, [2, Hkv, head_dim] floats. Attention over the cache goes
+ * through the backend's paged_attention op. The decoder holds its own activation block,
+ * so decoding never disturbs the training forward's saved activations. */
+typedef struct dense_decoder dense_decoder;
+
+/* Floats one token takes in one layer's cache: 2 * num_key_value_heads * head_dim. */
+size_t dense_cache_floats_per_token(const dense_config *cfg);
+/* Sizes the decoder's buffers for the limits (one backend block). On failure *out is NULL. */
+grpo_status dense_decoder_create(dense_model *m, const lm_decode_limits *limits, dense_decoder **out);
+void dense_decoder_free(dense_decoder *d);   /* NULL is a no-op */
+/* Contract of lm_decode_ops.decode (model/lm.h). *logits: [sum n_logits, V] backend
+ * memory owned by d, valid until the next dense_decode with d. */
+grpo_status dense_decode(dense_decoder *d, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs,
+                         float **logits);
+/* The lm-level table model/lm.c puts into the dense families' lm_ops. */
+extern const lm_decode_ops dense_lm_decode_ops;
 
 #endif

@@ -25,7 +25,7 @@ static grpo_status dense_lm_save(lm *m, const char *dir) { return dense_save(m->
 static void dense_lm_destroy(lm *m) { dense_model_free(m->impl); }
 
 static const lm_ops dense_lm_ops = {dense_lm_forward, dense_lm_backward, dense_lm_reserve, dense_lm_save,
-                                     dense_lm_destroy};
+                                     dense_lm_destroy, &dense_lm_decode_ops};
 
 static grpo_status wrap_dense(backend *be, dense_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
@@ -60,7 +60,7 @@ static grpo_status dsv3_lm_save(lm *m, const char *dir) { return deepseek_v3_sav
 static void dsv3_lm_destroy(lm *m) { deepseek_v3_free(m->impl); }
 
 static const lm_ops dsv3_lm_ops = {dsv3_lm_forward, dsv3_lm_backward, dsv3_lm_reserve, dsv3_lm_save,
-                                    dsv3_lm_destroy};
+                                    dsv3_lm_destroy, NULL};
 
 static grpo_status wrap_dsv3(backend *be, deepseek_v3_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);

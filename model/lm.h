@@ -12,6 +12,58 @@
 
 typedef struct lm lm;
 
+/* ---- cached decoding (the rollout engine's interface; rollouts/README.md) ----
+ * The caller (rollouts/kv_pool) owns the cache: per layer, rows of floats_per_token floats
+ * in blocks of block_size rows. The family decides what a row holds (dense: the token's
+ * rotated key then value for every kv head; DeepSeek-V3: the normed latent then the
+ * rotated shared RoPE key) and only reads and writes rows through block tables. */
+typedef struct {
+    float *base;              /* backend memory [num_layers, num_blocks * block_size, floats_per_token] */
+    int num_layers;
+    int num_blocks;
+    int block_size;           /* tokens per block */
+    size_t floats_per_token;  /* per layer */
+} lm_cache;
+
+/* One sequence's part of a cached forward: n_new tokens at positions n_cached ..
+ * n_cached + n_new - 1, whose cache rows are written; they attend to positions 0 .. their
+ * own. block_table holds at least ceil((n_cached + n_new) / block_size) block indices, the
+ * blocks of positions written here owned by this sequence alone (the caller copies a
+ * shared block before it is written). Logits come back for the last n_logits positions. */
+typedef struct {
+    const int32_t *ids;          /* host [n_new], each in [0, vocab_size) */
+    int n_new;                   /* >= 1 */
+    int n_cached;                /* >= 0 */
+    int n_logits;                /* 1 .. n_new */
+    const int32_t *block_table;  /* host */
+} lm_decode_seq;
+
+/* A family's decoding scratch, sized once (no allocation per step); the caller owns it. */
+typedef struct {
+    int max_tokens;              /* sum of n_new per call */
+    int max_seqs;                /* sequences per call */
+    int max_logits;              /* sum of n_logits per call */
+    int max_blocks_per_seq;      /* block table length */
+} lm_decode_limits;
+
+typedef struct lm_decoder {
+    lm *model;
+    lm_decode_limits limits;
+    void *impl;                  /* the family's state */
+} lm_decoder;
+
+typedef struct {
+    /* Cache floats one token takes in one layer, and the number of cached layers. */
+    void (*cache_layout)(const lm *m, int *num_layers, size_t *floats_per_token);
+    grpo_status (*decoder_create)(lm *m, const lm_decode_limits *limits, lm_decoder **out);
+    void (*decoder_free)(lm_decoder *d);
+    /* Appends each sequence's tokens to the cache and computes the logits of its last
+     * n_logits positions: *logits is backend memory [sum n_logits, vocab] (sequence order),
+     * valid until the next decode with d. Independent of the training forward's buffers. */
+    grpo_status (*decode)(lm_decoder *d, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs,
+                          float **logits);
+} lm_decode_ops;
+
 typedef struct {
     /* ids, positions: backend memory [B*T] int32 (positions NULL = 0..T-1 per row).
      * *logits: backend memory [B*T, vocab], valid until the next forward. Activations for
@@ -24,6 +76,8 @@ typedef struct {
     /* Writes config.json + model.safetensors into dir (which must exist). */
     grpo_status (*save)(lm *m, const char *dir);
     void (*destroy)(lm *m);
+    /* Cached decoding; NULL for a family without it. */
+    const lm_decode_ops *decode;
 } lm_ops;
 
 struct lm {
@@ -51,5 +105,20 @@ static inline grpo_status lm_forward(lm *m, const int32_t *ids, const int32_t *p
 static inline grpo_status lm_backward(lm *m, const float *dlogits) { return m->ops->backward(m, dlogits); }
 static inline grpo_status lm_reserve(lm *m, int B, int T) { return m->ops->reserve(m, B, T); }
 static inline grpo_status lm_save(lm *m, const char *dir) { return m->ops->save(m, dir); }
+
+/* Cached decoding: fails with a message naming the model type when the family lacks it. */
+static inline grpo_status lm_decoder_create(lm *m, const lm_decode_limits *limits, lm_decoder **out) {
+    *out = NULL;
+    if (!m->ops->decode)
+        return grpo_fail(GRPO_ERR_UNSUPPORTED, "model_type %s has no cached decoding", m->model_type);
+    return m->ops->decode->decoder_create(m, limits, out);
+}
+static inline void lm_decoder_free(lm_decoder *d) {
+    if (d) d->model->ops->decode->decoder_free(d);
+}
+static inline grpo_status lm_decode(lm_decoder *d, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs,
+                                    float **logits) {
+    return d->model->ops->decode->decode(d, cache, seqs, n_seqs, logits);
+}
 
 #endif

@@ -156,5 +156,8 @@ backend *backend_cpu_create(void) {
     be->token_logprobs_backward = cpu_token_logprobs_backward;
 
     be->adamw = cpu_adamw;
+
+    be->cache_write_rows = cpu_cache_write_rows;
+    be->paged_attention = cpu_paged_attention;
     return be;
 }

@@ -120,6 +120,14 @@ void cpu_token_logprobs_forward(backend *be, float *logprobs, float *lse, const 
 void cpu_token_logprobs_backward(backend *be, float *dlogits, const float *logits, const float *lse,
                                  const int32_t *targets, const float *dlogprobs, int N, int V);
 
+/* ---- ops (cpu_decode.c): cached decoding over a paged cache ---- */
+void cpu_cache_write_rows(backend *be, float *dst, size_t dst_stride, const float *src, size_t src_stride, int width,
+                          const int32_t *rows, int N);
+void cpu_paged_attention(backend *be, float *out, const float *q, const float *k_cache, const float *v_cache,
+                         size_t row_stride, const int32_t *block_tables, int max_blocks, int block_size,
+                         const int32_t *seq_of, const int32_t *ctx_len, int N, int Hq, int Hkv, int Dqk, int Dv,
+                         float scale);
+
 /* ---- ops (cpu_optim.c) ---- */
 void cpu_adamw(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
                float beta1, float beta2, float eps, float weight_decay, int step);

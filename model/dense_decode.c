@@ -1,0 +1,289 @@
+/* Cached decoding for the dense model (model/dense.h): dense_forward's maths for a batch
+ * of sequences that each append n_new tokens to a paged K/V cache and attend over all
+ * their cached positions. Every Linear runs once over all new tokens of all sequences
+ * (that batching is where a decode step's speed comes from); attention gathers each
+ * sequence's keys through its block table (backend paged_attention). */
+#include "model/dense_impl.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DECODE_ALIGN_FLOATS 64
+
+struct dense_decoder {
+    dense_model *m;
+    lm_decode_limits lim;
+    float *block;          /* backend memory carved into the views below */
+    /* activations for T = lim.max_tokens new tokens, G = lim.max_logits output rows */
+    float *x;              /* [T, D] residual stream */
+    float *xn;             /* [T, D] norm output */
+    float *rstd;           /* [T] */
+    float *q;              /* [T, QD] */
+    float *k, *v;          /* [T, KD] */
+    float *att;            /* [T, QD] */
+    float *gate, *up, *act;   /* [T, I] */
+    float *x_last;         /* [G, D] rows whose logits are wanted */
+    float *xn_last;        /* [G, D] */
+    float *logits;         /* [G, V] */
+    int32_t *ids, *positions, *rows, *seq_of, *ctx_len;   /* [T] backend int32 */
+    int32_t *block_tables;                                /* [S, max_blocks] backend int32 */
+    int32_t *host;         /* host staging: 5 * T + S * max_blocks int32 */
+};
+
+size_t dense_cache_floats_per_token(const dense_config *cfg) { return 2 * (size_t)dense_config_kv_dim(cfg); }
+
+typedef struct {
+    float *base;
+    size_t used;   /* floats */
+} carver;
+
+static float *carve(carver *cv, size_t floats) {
+    float *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += (floats + DECODE_ALIGN_FLOATS - 1) / DECODE_ALIGN_FLOATS * DECODE_ALIGN_FLOATS;
+    return p;
+}
+
+static void carve_all(dense_decoder *d, carver *cv) {
+    const dense_config *c = &d->m->cfg;
+    size_t T = d->lim.max_tokens, G = d->lim.max_logits, S = d->lim.max_seqs, B = d->lim.max_blocks_per_seq;
+    size_t D = c->hidden_size, I = c->intermediate_size, QD = dense_config_q_dim(c), KD = dense_config_kv_dim(c);
+    d->x = carve(cv, T * D);
+    d->xn = carve(cv, T * D);
+    d->rstd = carve(cv, T);
+    d->q = carve(cv, T * QD);
+    d->k = carve(cv, T * KD);
+    d->v = carve(cv, T * KD);
+    d->att = carve(cv, T * QD);
+    d->gate = carve(cv, T * I);
+    d->up = carve(cv, T * I);
+    d->act = carve(cv, T * I);
+    d->x_last = carve(cv, G * D);
+    d->xn_last = carve(cv, G * D);
+    d->logits = carve(cv, G * (size_t)c->vocab_size);
+    d->ids = (int32_t *)carve(cv, T);   /* int32 and float are both 4 bytes */
+    d->positions = (int32_t *)carve(cv, T);
+    d->rows = (int32_t *)carve(cv, T);
+    d->seq_of = (int32_t *)carve(cv, T);
+    d->ctx_len = (int32_t *)carve(cv, T);
+    d->block_tables = (int32_t *)carve(cv, S * B);
+}
+
+grpo_status dense_decoder_create(dense_model *m, const lm_decode_limits *limits, dense_decoder **out) {
+    *out = NULL;
+    const lm_decode_limits *l = limits;
+    if (l->max_tokens < 1 || l->max_seqs < 1 || l->max_logits < 1 || l->max_blocks_per_seq < 1 ||
+        l->max_seqs > l->max_tokens || (int64_t)l->max_seqs * l->max_blocks_per_seq > INT32_MAX)
+        return grpo_fail(GRPO_ERR_INVALID, "dense_decoder_create: limits tokens %d, seqs %d, logits %d, blocks per "
+                         "seq %d: expected all >= 1 and seqs <= tokens", l->max_tokens, l->max_seqs, l->max_logits,
+                         l->max_blocks_per_seq);
+    backend *be = m->be;
+    GRPO_TRY(BACKEND_REQUIRE(be, cache_write_rows));
+    GRPO_TRY(BACKEND_REQUIRE(be, paged_attention));
+    dense_decoder *d = calloc(1, sizeof *d);
+    if (!d) return grpo_fail(GRPO_ERR_NOMEM, "out of memory creating a dense decoder");
+    d->m = m;
+    d->lim = *l;
+    carver cv = {NULL, 0};
+    carve_all(d, &cv);
+    d->block = be->alloc(be, cv.used * sizeof(float));
+    d->host = malloc((5 * (size_t)l->max_tokens + (size_t)l->max_seqs * l->max_blocks_per_seq) * sizeof(int32_t));
+    if (!d->block || !d->host) {
+        grpo_status s = grpo_fail(GRPO_ERR_NOMEM, "cannot allocate decode buffers for %d tokens (%.1f MiB) on "
+                                  "backend %s", l->max_tokens, cv.used * 4.0 / (1 << 20), be->name);
+        dense_decoder_free(d);
+        return s;
+    }
+    cv.base = d->block;
+    cv.used = 0;
+    carve_all(d, &cv);
+    *out = d;
+    return GRPO_OK;
+}
+
+void dense_decoder_free(dense_decoder *d) {
+    if (!d) return;
+    d->m->be->free(d->m->be, d->block);
+    free(d->host);
+    free(d);
+}
+
+/* y[N, out] = x[N, in] W^T (+ bias); beta = 1 adds into y (the residual). */
+static void linear(backend *be, float *y, const float *x, const float *W, const float *bias, int N, int in, int out,
+                   float beta) {
+    be->matmul(be, 0, 1, N, out, in, 1.0f, x, in, W, in, beta, y, out);
+    if (bias) be->add_bias(be, y, bias, N, out);
+}
+
+/* Checks the call against the cache, the limits and the model, and fills the host
+ * staging arrays (ids, positions, cache rows, owning sequence, visible length; the block
+ * tables padded with block 0, never read past ctx_len). *T, *G: new tokens, logit rows. */
+static grpo_status stage(dense_decoder *d, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs, int *T_out,
+                         int *G_out) {
+    const dense_config *c = &d->m->cfg;
+    const lm_decode_limits *l = &d->lim;
+    if (cache->num_layers != c->num_hidden_layers || cache->floats_per_token != dense_cache_floats_per_token(c) ||
+        cache->block_size < 1 || cache->num_blocks < 1 || !cache->base)
+        return grpo_fail(GRPO_ERR_INVALID, "dense_decode: cache of %d layers x %zu floats per token (block size %d, "
+                         "%d blocks); the model needs %d layers x %zu", cache->num_layers, cache->floats_per_token,
+                         cache->block_size, cache->num_blocks, c->num_hidden_layers, dense_cache_floats_per_token(c));
+    if (n_seqs < 1 || n_seqs > l->max_seqs)
+        return grpo_fail(GRPO_ERR_INVALID, "dense_decode: %d sequences, expected 1 .. %d", n_seqs, l->max_seqs);
+    int64_t T = 0, G = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const lm_decode_seq *q = &seqs[s];
+        if (q->n_new < 1 || q->n_cached < 0 || q->n_logits < 1 || q->n_logits > q->n_new || !q->ids ||
+            !q->block_table)
+            return grpo_fail(GRPO_ERR_INVALID, "dense_decode: sequence %d: n_new %d, n_cached %d, n_logits %d: "
+                             "expected n_new >= 1, n_cached >= 0, 1 <= n_logits <= n_new", s, q->n_new, q->n_cached,
+                             q->n_logits);
+        int64_t len = (int64_t)q->n_cached + q->n_new;
+        if (len > c->max_position_embeddings)
+            return grpo_fail(GRPO_ERR_INVALID, "dense_decode: sequence %d reaches %lld tokens, beyond "
+                             "max_position_embeddings %d", s, (long long)len, c->max_position_embeddings);
+        if ((len + cache->block_size - 1) / cache->block_size > l->max_blocks_per_seq)
+            return grpo_fail(GRPO_ERR_INVALID, "dense_decode: sequence %d needs %lld blocks, the decoder was sized "
+                             "for %d", s, (long long)((len + cache->block_size - 1) / cache->block_size),
+                             l->max_blocks_per_seq);
+        T += q->n_new;
+        G += q->n_logits;
+    }
+    if (T > l->max_tokens || G > l->max_logits)
+        return grpo_fail(GRPO_ERR_INVALID, "dense_decode: %lld tokens and %lld logit rows exceed the decoder's %d "
+                         "and %d", (long long)T, (long long)G, l->max_tokens, l->max_logits);
+    int32_t *ids = d->host, *pos = ids + T, *rows = pos + T, *seq_of = rows + T, *ctx = seq_of + T;
+    int32_t *tables = ctx + T;
+    int64_t t = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const lm_decode_seq *q = &seqs[s];
+        int n_blocks = (q->n_cached + q->n_new + cache->block_size - 1) / cache->block_size;
+        int32_t *table = tables + (size_t)s * l->max_blocks_per_seq;
+        for (int b = 0; b < l->max_blocks_per_seq; b++) {
+            if (b >= n_blocks) { table[b] = 0; continue; }
+            if (q->block_table[b] < 0 || q->block_table[b] >= cache->num_blocks)
+                return grpo_fail(GRPO_ERR_INVALID, "dense_decode: sequence %d: block_table[%d] = %d outside the "
+                                 "cache's %d blocks", s, b, q->block_table[b], cache->num_blocks);
+            table[b] = q->block_table[b];
+        }
+        for (int j = 0; j < q->n_new; j++, t++) {
+            if (q->ids[j] < 0 || q->ids[j] >= c->vocab_size)
+                return grpo_fail(GRPO_ERR_INVALID, "dense_decode: sequence %d: token %d is %d, outside the "
+                                 "vocabulary (%d)", s, j, q->ids[j], c->vocab_size);
+            int p = q->n_cached + j;
+            ids[t] = q->ids[j];
+            pos[t] = p;
+            rows[t] = table[p / cache->block_size] * cache->block_size + p % cache->block_size;
+            seq_of[t] = s;
+            ctx[t] = p + 1;
+        }
+    }
+    *T_out = (int)T;
+    *G_out = (int)G;
+    return GRPO_OK;
+}
+
+grpo_status dense_decode(dense_decoder *d, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs,
+                         float **logits) {
+    int T = 0, G = 0;
+    GRPO_TRY(stage(d, cache, seqs, n_seqs, &T, &G));
+    dense_model *m = d->m;
+    backend *be = m->be;
+    const dense_config *c = &m->cfg;
+    const int D = c->hidden_size, I = c->intermediate_size, Dh = c->head_dim, V = c->vocab_size;
+    const int Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, QD = Hq * Dh, KD = Hkv * Dh;
+    const int MB = d->lim.max_blocks_per_seq;
+    const float eps = (float)c->rms_norm_eps;
+    const size_t F = cache->floats_per_token, layer_floats = (size_t)cache->num_blocks * cache->block_size * F;
+
+    /* host staging -> backend: ids, positions, rows, seq_of, ctx_len are consecutive [T] arrays */
+    const int32_t *h = d->host;
+    be->to_device(be, d->ids, h, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->positions, h + T, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->rows, h + 2 * (size_t)T, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->seq_of, h + 3 * (size_t)T, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->ctx_len, h + 4 * (size_t)T, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->block_tables, h + 5 * (size_t)T, (size_t)n_seqs * MB * sizeof(int32_t));
+
+    be->embedding_forward(be, d->x, d->ids, dense_model_embed_tokens(m), T, D);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const dense_layer_weights *w = &m->weights[l];
+        float *k_cache = cache->base + (size_t)l * layer_floats, *v_cache = k_cache + KD;
+        /* x = x + o_proj(attention(rope(q), cached rope(k), cached v)) */
+        be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->input_layernorm, T, D, eps);
+        linear(be, d->q, d->xn, w->q_proj, w->q_bias, T, D, QD, 0.0f);
+        linear(be, d->k, d->xn, w->k_proj, w->k_bias, T, D, KD, 0.0f);
+        linear(be, d->v, d->xn, w->v_proj, w->v_bias, T, D, KD, 0.0f);
+        be->rope(be, d->q, T, Hq, Dh, Dh, d->positions, m->rope_cos, m->rope_sin, 0, 0);
+        be->rope(be, d->k, T, Hkv, Dh, Dh, d->positions, m->rope_cos, m->rope_sin, 0, 0);
+        be->cache_write_rows(be, k_cache, F, d->k, KD, KD, d->rows, T);
+        be->cache_write_rows(be, v_cache, F, d->v, KD, KD, d->rows, T);
+        be->paged_attention(be, d->att, d->q, k_cache, v_cache, F, d->block_tables, MB, cache->block_size, d->seq_of,
+                            d->ctx_len, T, Hq, Hkv, Dh, Dh, 1.0f / sqrtf((float)Dh));
+        linear(be, d->x, d->att, w->o_proj, w->o_bias, T, QD, D, 1.0f);
+        /* x = x + down_proj(silu(gate_proj(n2)) * up_proj(n2)) */
+        be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->post_attention_layernorm, T, D, eps);
+        linear(be, d->gate, d->xn, w->gate_proj, NULL, T, D, I, 0.0f);
+        linear(be, d->up, d->xn, w->up_proj, NULL, T, D, I, 0.0f);
+        be->swiglu_forward(be, d->act, d->gate, d->up, (size_t)T * I);
+        linear(be, d->x, d->act, w->down_proj, NULL, T, I, D, 1.0f);
+    }
+
+    /* The rows whose logits are wanted: the last n_logits of each sequence. When every
+     * sequence wants all its new rows (plain decoding), they are x itself. */
+    const float *last = d->x;
+    if (G != T) {
+        int t = 0, g = 0;
+        for (int s = 0; s < n_seqs; s++) {
+            int skip = seqs[s].n_new - seqs[s].n_logits;
+            be->copy(be, d->x_last + (size_t)g * D, d->x + (size_t)(t + skip) * D,
+                     (size_t)seqs[s].n_logits * D * sizeof(float));
+            t += seqs[s].n_new;
+            g += seqs[s].n_logits;
+        }
+        last = d->x_last;
+    }
+    be->rmsnorm_forward(be, d->xn_last, d->rstd, last, dense_model_final_norm(m), G, D, eps);
+    linear(be, d->logits, d->xn_last, dense_model_lm_head(m), NULL, G, D, V, 0.0f);
+    *logits = d->logits;
+    return GRPO_OK;
+}
+
+/* ---- the lm-level table ---- */
+
+static void lm_dense_cache_layout(const lm *m, int *num_layers, size_t *floats_per_token) {
+    const dense_config *c = dense_model_config(m->impl);
+    *num_layers = c->num_hidden_layers;
+    *floats_per_token = dense_cache_floats_per_token(c);
+}
+
+static grpo_status lm_dense_decoder_create(lm *m, const lm_decode_limits *limits, lm_decoder **out) {
+    *out = NULL;
+    lm_decoder *ld = calloc(1, sizeof *ld);
+    if (!ld) return grpo_fail(GRPO_ERR_NOMEM, "out of memory creating a decoder");
+    dense_decoder *d;
+    grpo_status s = dense_decoder_create(m->impl, limits, &d);
+    if (s != GRPO_OK) {
+        free(ld);
+        return s;
+    }
+    ld->model = m;
+    ld->limits = *limits;
+    ld->impl = d;
+    *out = ld;
+    return GRPO_OK;
+}
+
+static void lm_dense_decoder_free(lm_decoder *ld) {
+    if (!ld) return;
+    dense_decoder_free(ld->impl);
+    free(ld);
+}
+
+static grpo_status lm_dense_decode(lm_decoder *ld, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs,
+                                   float **logits) {
+    return dense_decode(ld->impl, cache, seqs, n_seqs, logits);
+}
+
+const lm_decode_ops dense_lm_decode_ops = {lm_dense_cache_layout, lm_dense_decoder_create, lm_dense_decoder_free,
+                                           lm_dense_decode};
