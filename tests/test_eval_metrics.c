@@ -32,7 +32,7 @@ int main(void) {
     const char *votes[] = {"12", "7", "12", "", NULL, "7", "12"};
     CHECK_INT(0, eval_majority(votes, 7, NULL, NULL));
     CHECK_INT(0, eval_majority(votes, 2, NULL, NULL));     /* tie 12 vs 7: the earliest group wins */
-    CHECK_INT(1, eval_majority(votes + 1, 3, NULL, NULL)); /* 7, 12, "": tie, 7 came first */
+    CHECK_INT(0, eval_majority(votes + 1, 3, NULL, NULL)); /* 7, 12, "": tie, 7 (index 0) came first */
     const char *none[] = {"", NULL};
     CHECK_INT(-1, eval_majority(none, 2, NULL, NULL));
     const char *cased[] = {"Yes", "no", "YES", "No", "no"};
