@@ -178,6 +178,11 @@ static grpo_status run_stage_sft(const run_config *c, const stage_section *st, i
         sft_dataset_free(train);
         return s;
     }
+    if (!st->completion_only_loss) {
+        /* pretraining: every token after the first is a target */
+        for (int i = 0; i < train->count; i++) train->prompt_lengths[i] = 0;
+        for (int i = 0; eval && i < eval->count; i++) eval->prompt_lengths[i] = 0;
+    }
     if (train->truncated)
         log_warn("stage %s: %d of %d training examples were cut to max_length %d", st->name, train->truncated,
                  train->count, st->max_length);

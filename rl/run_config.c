@@ -6,9 +6,11 @@
 
 #include "data/template.h"
 #include "model/presets.h"
+#include "rl/advantage.h"
+#include "rl/grpo_loss.h"
 #include "rl/optim.h"
 
-const char *const stage_kind_names[] = {"sft", NULL};
+const char *const stage_kind_names[] = {"sft", "grpo", NULL};
 static const char *const backend_names[] = {"cpu", "cuda", NULL};
 static const char *const source_names[] = {"file", "arith", "countdown", NULL};
 
@@ -71,6 +73,32 @@ static const cfg_field stage_schema[] = {
     CFG_FIELD_INT(stage_section, warmup_steps, "warmup_steps", 0, 1e9, "linear warm-up steps"),
     CFG_FIELD_FLOAT(stage_section, min_lr_ratio, "min_lr_ratio", 0, 1, "decay floor as a share of the peak"),
     CFG_FIELD_INT64(stage_section, seed, "seed", -1, 9.2e18, "data order seed (-1: run seed)"),
+    CFG_FIELD_BOOL(stage_section, completion_only_loss, "completion_only_loss", "sft: loss on the response only"),
+    CFG_FIELD_INT(stage_section, num_generations, "num_generations", 1, 4096, "grpo: completions per prompt (G)"),
+    CFG_FIELD_INT(stage_section, max_prompt_length, "max_prompt_length", 1, 1e7, "grpo: longest prompt in tokens"),
+    CFG_FIELD_INT(stage_section, max_completion_length, "max_completion_length", 1, 1e7, "grpo: tokens per completion"),
+    CFG_FIELD_FLOAT(stage_section, temperature, "temperature", 0, 100, "grpo: sampling temperature"),
+    CFG_FIELD_FLOAT(stage_section, top_p, "top_p", 0, 1, "grpo: nucleus sampling"),
+    CFG_FIELD_FLOAT(stage_section, min_p, "min_p", 0, 1, "grpo: min-p sampling"),
+    CFG_FIELD_INT(stage_section, top_k, "top_k", 0, 1e9, "grpo: top-k sampling (0: off)"),
+    CFG_FIELD_FLOAT(stage_section, beta, "beta", 0, 1e6, "grpo: KL coefficient (0: no reference model)"),
+    CFG_FIELD_FLOAT(stage_section, epsilon, "epsilon", 0, 10, "grpo: lower clip range"),
+    CFG_FIELD_FLOAT(stage_section, epsilon_high, "epsilon_high", 0, 10, "grpo: upper clip range (null: epsilon)",
+                    .nullable = 1, .null_value = NAN),
+    CFG_FIELD_ENUM(stage_section, loss_type, "loss_type", grpo_loss_type_names, "grpo, bnpo, dr_grpo or dapo"),
+    CFG_FIELD_ENUM(stage_section, scale_rewards, "scale_rewards", advantage_scale_names, "group, batch or none"),
+    CFG_FIELD_INT(stage_section, num_iterations, "num_iterations", 1, 1000, "grpo: updates per generation batch (mu)"),
+    CFG_FIELD_BOOL(stage_section, mask_truncated_completions, "mask_truncated_completions",
+                   "grpo: leave completions cut at max_completion_length out of the loss"),
+    CFG_FIELD_BOOL(stage_section, dynamic_sampling, "dynamic_sampling", "grpo: drop groups whose rewards are equal"),
+    CFG_FIELD_FLOAT(stage_section, entropy_coef, "entropy_coef", 0, 10, "grpo: entropy bonus"),
+    CFG_FIELD_FLOAT(stage_section, bias_update_gamma, "bias_update_gamma", 0, 1, "MoE bias balancing step (0: off)"),
+    CFG_FIELD_LIST(stage_section, rewards, n_rewards, "rewards", reward_entry, reward_entry_schema,
+                   &reward_entry_defaults, 32, "grpo: reward components {name, weight, params}"),
+    CFG_FIELD_INT(stage_section, eval_num_generations, "eval_num_generations", 1, 4096,
+                  "grpo: samples per held-out problem"),
+    CFG_FIELD_FLOAT(stage_section, eval_temperature, "eval_temperature", 0, 100, "grpo: held-out sampling temperature"),
+    CFG_FIELD_INT(stage_section, eval_max_problems, "eval_max_problems", 0, 1e9, "held-out problems used (0: all)"),
     CFG_END,
 };
 
@@ -101,6 +129,23 @@ static stage_section stage_defaults_value(void) {
     s.warmup_steps = d.optim.warmup_steps;
     s.min_lr_ratio = d.optim.min_lr_ratio;
     s.seed = -1;
+    s.completion_only_loss = 1;
+    s.num_generations = 8;
+    s.max_prompt_length = 512;
+    s.max_completion_length = 256;
+    s.temperature = 1.0;
+    s.top_p = 1.0;
+    s.min_p = 0.0;
+    s.top_k = 0;
+    s.beta = 0.0;
+    s.epsilon = 0.2;
+    s.epsilon_high = NAN;
+    s.loss_type = GRPO_LOSS_DAPO;
+    s.scale_rewards = ADVANTAGE_SCALE_GROUP;
+    s.num_iterations = 1;
+    s.bias_update_gamma = 0.001;
+    s.eval_num_generations = 4;
+    s.eval_temperature = 1.0;
     return s;
 }
 
@@ -164,6 +209,27 @@ static grpo_status check(const run_config *c) {
         if (s->eval_dataset && !find_dataset(c, s->eval_dataset))
             return cfg_fail_at(cfg_get(cfg_get(root, key), "eval_dataset"), GRPO_ERR_INVALID,
                                "no dataset named '%s' in datasets", s->eval_dataset);
+        if (s->kind == STAGE_GRPO) {
+            const cfg_node *node = cfg_get(root, key);
+            int completions = s->per_device_train_batch_size * s->gradient_accumulation_steps;
+            if (s->num_generations < 2)
+                return cfg_fail_at(cfg_get(node, "num_generations") ? cfg_get(node, "num_generations") : node,
+                                   GRPO_ERR_INVALID, "num_generations must be at least 2 for group-relative "
+                                   "advantages, found %d", s->num_generations);
+            if (completions % s->num_generations != 0)
+                return cfg_fail_at(node, GRPO_ERR_INVALID, "per_device_train_batch_size * gradient_accumulation_steps "
+                                   "(%d) must be divisible by num_generations (%d)", completions, s->num_generations);
+            if (s->n_rewards == 0)
+                return cfg_fail_at(node, GRPO_ERR_INVALID, "a grpo stage needs a rewards list");
+            if (s->max_prompt_length + s->max_completion_length > s->max_length)
+                return cfg_fail_at(node, GRPO_ERR_INVALID, "max_prompt_length + max_completion_length (%d) must not "
+                                   "exceed max_length (%d)", s->max_prompt_length + s->max_completion_length,
+                                   s->max_length);
+            reward_set *set = NULL;
+            grpo_status rs = reward_set_create(s->rewards, s->n_rewards, &set);
+            reward_set_free(set);
+            if (rs) return rs;
+        }
         if (template_validate(s->prompt_template, "prompt_template") != GRPO_OK)
             return cfg_fail_at(cfg_get(cfg_get(root, key), "prompt_template"), GRPO_ERR_INVALID, "%s",
                                grpo_error_message());

@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "rl/sft.h"
+#include "verifiers/reward.h"
 
 typedef struct {
     const char *name;          /* runs/NAME */
@@ -39,7 +40,7 @@ typedef struct {
     int count, max_number, max_target, use_all;   /* countdown */
 } dataset_section;
 
-typedef enum { STAGE_SFT = 0 } stage_kind;
+typedef enum { STAGE_SFT = 0, STAGE_GRPO = 1 } stage_kind;
 
 typedef struct {
     const char *name;
@@ -55,6 +56,26 @@ typedef struct {
     int warmup_steps;
     double min_lr_ratio;
     int64_t seed;              /* data order; -1 = the run's seed */
+    int completion_only_loss;  /* sft: loss on the response only (1) or on every token (0: pretraining) */
+    /* grpo (TRL GRPOConfig names): a generation batch is per_device_train_batch_size *
+     * gradient_accumulation_steps completions = that / num_generations prompts */
+    int num_generations;
+    int max_prompt_length, max_completion_length;
+    double temperature, top_p, min_p;
+    int top_k;
+    double beta, epsilon, epsilon_high;   /* epsilon_high NAN: = epsilon */
+    int loss_type;             /* grpo_loss_type */
+    int scale_rewards;         /* advantage_scale */
+    int num_iterations;
+    int mask_truncated_completions;
+    int dynamic_sampling;      /* drop groups whose rewards are all equal */
+    double entropy_coef;
+    double bias_update_gamma;  /* MoE aux-loss-free balancing step (0: off) */
+    reward_entry *rewards;
+    int n_rewards;
+    int eval_num_generations;  /* n samples per held-out problem (pass@1 mean, pass@k, maj@k) */
+    double eval_temperature;
+    int eval_max_problems;     /* 0: all */
 } stage_section;
 
 typedef struct {
