@@ -1,8 +1,7 @@
 /* Elementwise ops on the CPU: add, axpy, scale, bias, sum of squares, SwiGLU.
- * Plain loops the compiler vectorises, split over OpenMP threads when long enough. */
+ * Plain loops the compiler vectorises (SwiGLU through cpu_vec.c's vector exp), split
+ * over OpenMP threads when long enough. */
 #include "core/cpu/cpu_impl.h"
-
-#include <math.h>
 
 /* out[n] = a[n] + b[n]; out may alias a or b. */
 void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n) {
@@ -66,20 +65,17 @@ double cpu_sum_squares(backend *be, const float *x, size_t n) {
     return total;
 }
 
-/* sigmoid without overflow warnings: exp of a large positive argument is avoided. */
-static inline float sigmoidf(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
+/* Elements per task of the SwiGLU loops (a multiple of the vector width). */
+#define CPU_SWIGLU_BLOCK 8192
 
 /* out[n] = silu(gate) * up, silu(g) = g * sigmoid(g) (SwiGLU, Shazeer 2020). */
 void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
     (void)be;
+    size_t nblocks = (n + CPU_SWIGLU_BLOCK - 1) / CPU_SWIGLU_BLOCK;
     CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g * sigmoidf(g) * up[i];
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        size_t j0 = blk * CPU_SWIGLU_BLOCK, len = n - j0 < CPU_SWIGLU_BLOCK ? n - j0 : CPU_SWIGLU_BLOCK;
+        cpu_vec_swiglu(out + j0, gate + j0, up + j0, len);
     }
 }
 
@@ -88,11 +84,10 @@ void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float 
 void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n) {
     (void)be;
+    size_t nblocks = (n + CPU_SWIGLU_BLOCK - 1) / CPU_SWIGLU_BLOCK;
     CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i], s = sigmoidf(g), d = dout[i];
-        float u = up[i];
-        dgate[i] = d * u * (s + g * s * (1.0f - s));
-        dup[i] = d * g * s;
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        size_t j0 = blk * CPU_SWIGLU_BLOCK, len = n - j0 < CPU_SWIGLU_BLOCK ? n - j0 : CPU_SWIGLU_BLOCK;
+        cpu_vec_swiglu_backward(dgate + j0, dup + j0, dout + j0, gate + j0, up + j0, len);
     }
 }

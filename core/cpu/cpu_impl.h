@@ -77,6 +77,11 @@ double cpu_vec_sum_exp(const float *x, size_t n, float shift);
 void cpu_vec_exp_scale(float *y, const float *x, size_t n, float shift, float alpha);
 /* max of x[0..n) (-inf when n == 0). */
 float cpu_vec_max(const float *x, int n);
+/* out[j] = silu(gate[j]) * up[j] for j < n, the sigmoid through the exp above. */
+void cpu_vec_swiglu(float *out, const float *gate, const float *up, size_t n);
+/* SwiGLU backward over j < n: dgate = dout up silu'(gate), dup = dout silu(gate) (written). */
+void cpu_vec_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                             size_t n);
 
 /* ---- ops (cpu_matmul.c) ---- */
 void cpu_matmul(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
