@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +60,11 @@ static grpo_status dsv3_lm_reserve(lm *m, int B, int T) { return deepseek_v3_res
 static grpo_status dsv3_lm_save(lm *m, const char *dir) { return deepseek_v3_save(m->impl, dir); }
 static void dsv3_lm_destroy(lm *m) { deepseek_v3_free(m->impl); }
 
+static void dsv3_lm_update_bias(lm *m, float gamma) { deepseek_v3_update_bias(m->impl, gamma); }
+static double dsv3_lm_max_violation(const lm *m) { return deepseek_v3_max_violation(m->impl); }
+
 static const lm_ops dsv3_lm_ops = {dsv3_lm_forward, dsv3_lm_backward, dsv3_lm_reserve, dsv3_lm_save,
-                                    dsv3_lm_destroy, NULL};
+                                    dsv3_lm_destroy, NULL, dsv3_lm_update_bias, dsv3_lm_max_violation};
 
 static grpo_status wrap_dsv3(backend *be, deepseek_v3_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
@@ -130,6 +134,10 @@ grpo_status lm_create_random(backend *be, const char *config_json, size_t len, c
     GRPO_TRY(dense_model_create(be, &cfg, &dm));
     dense_init_random(dm, seed);
     return wrap_dense(be, dm, out);
+}
+
+double lm_max_load_violation(const lm *m) {
+    return m->ops->max_load_violation ? m->ops->max_load_violation(m) : NAN;
 }
 
 void lm_free(lm *m) {

@@ -78,6 +78,11 @@ typedef struct {
     void (*destroy)(lm *m);
     /* Cached decoding; NULL for a family without it. */
     const lm_decode_ops *decode;
+    /* Mixture-of-experts families (NULL otherwise): the auxiliary-loss-free bias step after
+     * an optimizer update (DeepSeek-V3 report eq. 16-17), and the largest expert-load
+     * violation (max load / mean load - 1) of the last forward. */
+    void (*update_router_bias)(lm *m, float gamma);
+    double (*max_load_violation)(const lm *m);
 } lm_ops;
 
 struct lm {
@@ -104,6 +109,11 @@ static inline grpo_status lm_forward(lm *m, const int32_t *ids, const int32_t *p
 }
 static inline grpo_status lm_backward(lm *m, const float *dlogits) { return m->ops->backward(m, dlogits); }
 static inline grpo_status lm_reserve(lm *m, int B, int T) { return m->ops->reserve(m, B, T); }
+static inline void lm_update_router_bias(lm *m, float gamma) {
+    if (m->ops->update_router_bias && gamma != 0) m->ops->update_router_bias(m, gamma);
+}
+/* NAN for a model without routed experts. */
+double lm_max_load_violation(const lm *m);
 static inline grpo_status lm_save(lm *m, const char *dir) { return m->ops->save(m, dir); }
 
 /* Cached decoding: fails with a message naming the model type when the family lacks it. */
