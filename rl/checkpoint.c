@@ -172,3 +172,33 @@ grpo_status checkpoint_restore(const char *dir, lm *model, optim *opt) {
     }
     return GRPO_OK;
 }
+
+grpo_status checkpoint_save_step(const train_run *run, int step, uint64_t seed, const rng_stream *rng,
+                                 lm *model, const optim *opt, int keep_last, char *path_out, size_t size) {
+    if (!run->run_dir) return GRPO_OK;
+    trainer_state ts = {0};
+    ts.step = step;
+    ts.stage_index = run->stage_index;
+    snprintf(ts.stage, sizeof ts.stage, "%s", run->stage_name ? run->stage_name : "train");
+    ts.seed = seed;
+    if (rng) ts.rng = *rng;
+    GRPO_TRY(checkpoint_save(run->run_dir, &ts, model, opt, run->tokenizer_dir, path_out, size));
+    return checkpoint_prune(run->run_dir, keep_last);
+}
+
+grpo_status checkpoint_resume_stage(const train_run *run, lm *model, optim *opt, trainer_state *ts, int *resumed) {
+    *resumed = 0;
+    if (!run->resume || !run->run_dir) return GRPO_OK;
+    char dir[PATH_MAX];
+    if (checkpoint_latest(run->run_dir, dir, sizeof dir) != GRPO_OK) {
+        grpo_error_clear();
+        return GRPO_OK;
+    }
+    trainer_state state;
+    GRPO_TRY(checkpoint_read_state(dir, &state));
+    if (state.stage_index != run->stage_index) return GRPO_OK;
+    GRPO_TRY(checkpoint_restore(dir, model, opt));
+    *ts = state;
+    *resumed = 1;
+    return GRPO_OK;
+}

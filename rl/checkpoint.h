@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "model/lm.h"
 #include "rl/optim.h"
+#include "rl/train_run.h"
 
 #define CHECKPOINT_STATE_VERSION 1
 
@@ -37,5 +38,15 @@ grpo_status checkpoint_read_state(const char *dir, trainer_state *ts);
 grpo_status checkpoint_restore(const char *dir, lm *model, optim *opt);
 /* Keeps the newest `keep` checkpoints of the run and removes older ones (keep <= 0: all). */
 grpo_status checkpoint_prune(const char *run_dir, int keep);
+
+/* For trainers: writes the checkpoint of `step` of the run's current stage (a no-op
+ * without run->run_dir), with the trainer's RNG stream, then prunes to keep_last (0: all).
+ * The path written goes to path_out[size] when non-NULL. */
+grpo_status checkpoint_save_step(const train_run *run, int step, uint64_t seed, const rng_stream *rng,
+                                 lm *model, const optim *opt, int keep_last, char *path_out, size_t size);
+/* For trainers: when run->resume and the newest checkpoint belongs to this stage,
+ * restores model and optimizer from it and returns its state in *ts and 1 in *resumed;
+ * else *resumed = 0 and nothing changes. */
+grpo_status checkpoint_resume_stage(const train_run *run, lm *model, optim *opt, trainer_state *ts, int *resumed);
 
 #endif

@@ -188,39 +188,6 @@ static void emit(const sft_run *run, int step, int n, const char *const *names, 
     if (run->on_metrics) run->on_metrics(run->ctx, step, n, names, values);
 }
 
-static grpo_status save_checkpoint(const sft_config *cfg, const sft_run *run, lm *model, const optim *opt, int step,
-                                   sft_result *result) {
-    if (!run->run_dir) return GRPO_OK;
-    trainer_state ts = {0};
-    ts.step = step;
-    ts.stage_index = run->stage_index;
-    snprintf(ts.stage, sizeof ts.stage, "%s", run->stage_name ? run->stage_name : "sft");
-    ts.seed = cfg->seed;
-    ts.rng = rng_stream_make(cfg->seed, 0);
-    GRPO_TRY(checkpoint_save(run->run_dir, &ts, model, opt, run->tokenizer_dir, result->checkpoint,
-                             sizeof result->checkpoint));
-    return checkpoint_prune(run->run_dir, cfg->save_total_limit);
-}
-
-/* Restores the newest checkpoint of this stage; returns its step through *start (0 when
- * there is none to resume). */
-static grpo_status try_resume(const sft_run *run, lm *model, optim *opt, int *start) {
-    *start = 0;
-    if (!run->resume || !run->run_dir) return GRPO_OK;
-    char dir[PATH_MAX];
-    if (checkpoint_latest(run->run_dir, dir, sizeof dir) != GRPO_OK) {
-        grpo_error_clear();
-        return GRPO_OK;
-    }
-    trainer_state ts;
-    GRPO_TRY(checkpoint_read_state(dir, &ts));
-    if (ts.stage_index != run->stage_index) return GRPO_OK;
-    GRPO_TRY(checkpoint_restore(dir, model, opt));
-    *start = ts.step;
-    log_info("resumed stage %s from %s (step %d)", ts.stage, dir, ts.step);
-    return GRPO_OK;
-}
-
 grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train, const sft_dataset *eval,
                       const sft_run *run, sft_result *result) {
     memset(result, 0, sizeof *result);
@@ -245,8 +212,13 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
     grpo_status s = indices && order.perm ? GRPO_OK : grpo_fail(GRPO_ERR_NOMEM, "sft: out of memory");
     if (!s) s = buffers_init(&b, be, B, T_max);
     if (!s) s = optim_create(&cfg->optim, model->params, &opt);
-    int start = 0;
-    if (!s) s = try_resume(run, model, opt, &start);
+    int start = 0, resumed = 0;
+    trainer_state ts;
+    if (!s) s = checkpoint_resume_stage(run, model, opt, &ts, &resumed);
+    if (!s && resumed) {
+        start = ts.step;
+        log_info("resumed stage %s from its checkpoint at step %d", ts.stage, ts.step);
+    }
     if (s) goto done;
     result->resumed_from = run->resume && start > 0 ? start : -1;
     if (!run->quiet) {
@@ -324,7 +296,8 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
                          result->eval_exact_match);
         }
         if ((cfg->save_steps > 0 && done_steps % cfg->save_steps == 0) || last)
-            s = save_checkpoint(cfg, run, model, opt, done_steps, result);
+            s = checkpoint_save_step(run, done_steps, cfg->seed, NULL, model, opt, cfg->save_total_limit,
+                                     result->checkpoint, sizeof result->checkpoint);
         result->steps = done_steps;
         result->seconds = now_seconds() - t0;
         result->tokens_per_second = tok_s;

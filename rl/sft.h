@@ -9,6 +9,7 @@
 #include "model/lm.h"
 #include "rl/optim.h"
 #include "rl/sft_data.h"
+#include "rl/train_run.h"
 
 /* Key names follow TRL's SFTConfig / transformers' TrainingArguments. */
 typedef struct {
@@ -29,21 +30,8 @@ sft_config sft_config_default(void);
 /* Checks ranges; messages name the key. */
 grpo_status sft_config_validate(const sft_config *cfg);
 
-/* Where a run lives and how it reports: all optional but run_dir for checkpoints. */
-typedef struct {
-    const char *run_dir;          /* checkpoints go to run_dir/ckpt/ (NULL: none) */
-    const char *tokenizer_dir;    /* copied into each checkpoint (NULL: none) */
-    const char *stage_name;
-    int stage_index;
-    int resume;                   /* continue from the newest checkpoint of this stage, if any */
-    int32_t pad_id;
-    /* metrics for the run store: called every logging step and at each evaluation */
-    void (*on_metrics)(void *ctx, int step, int n, const char *const *names, const double *values);
-    void *ctx;
-    int quiet;                    /* no progress line */
-    int stop_after_steps;         /* stop once this step is done and checkpointed, as if the
-                                     process were killed there (0: run to max_steps) */
-} sft_run;
+/* Where a run lives and how it reports (rl/train_run.h); SFT uses it as it is. */
+typedef train_run sft_run;
 
 typedef struct {
     int steps;                    /* optimizer steps done (including resumed ones) */

@@ -1,0 +1,23 @@
+/* What every trainer (SFT, GRPO) needs to know about the run around it: where it lives,
+ * how it reports, whether it resumes. All fields optional but run_dir for checkpoints. */
+#ifndef GRPO_TRAIN_RUN_H
+#define GRPO_TRAIN_RUN_H
+
+#include <stdint.h>
+
+typedef struct {
+    const char *run_dir;          /* checkpoints go to run_dir/ckpt/ (NULL: none) */
+    const char *tokenizer_dir;    /* copied into each checkpoint (NULL: none) */
+    const char *stage_name;
+    int stage_index;
+    int resume;                   /* continue from the newest checkpoint of this stage, if any */
+    int32_t pad_id;
+    /* metrics for the run store: called every logging step and at each evaluation */
+    void (*on_metrics)(void *ctx, int step, int n, const char *const *names, const double *values);
+    void *ctx;
+    int quiet;                    /* no progress line */
+    int stop_after_steps;         /* stop once this step is done and checkpointed, as if the
+                                     process were killed there (0: run to max_steps) */
+} train_run;
+
+#endif
