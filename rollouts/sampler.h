@@ -79,9 +79,9 @@ typedef struct {
  * fed in parts). */
 size_t sampler_stop_window_bytes(const sampler_stop *s, size_t max_piece);
 void sampler_stop_state_init(sampler_stop_state *st, char *buffer, size_t cap);
-/* Appends n bytes of text. Returns 1 when a stop string ends inside them: the earliest
- * starting one (then the first listed), at byte offsets [*start, *end) of the whole text
- * fed so far; else 0. */
+/* Appends n bytes of text. When a stop string ends inside them returns its index (the
+ * earliest starting one, then the first listed) with its byte offsets [*start, *end) in
+ * the whole text fed so far; else -1. */
 int sampler_stop_feed(const sampler_stop *s, sampler_stop_state *st, const char *piece, size_t n, size_t *start,
                       size_t *end);
 

@@ -78,6 +78,7 @@ static int feed_part(const sampler_stop *s, sampler_stop_state *st, const char *
     memcpy(st->window + st->len, part, n);
     st->len += n;
     size_t best = (size_t)-1, best_end = 0;
+    int which = -1;
     for (int i = 0; i < s->n; i++) {
         size_t L = s->lens[i];
         if (L > st->len) continue;
@@ -87,27 +88,29 @@ static int feed_part(const sampler_stop *s, sampler_stop_state *st, const char *
             if (memcmp(st->window + b, s->strings[i], L) == 0) {
                 best = b;
                 best_end = b + L;
+                which = i;
                 break;
             }
     }
-    if (best == (size_t)-1) return 0;
+    if (which < 0) return -1;
     *start = st->offset + best;
     *end = st->offset + best_end;
-    return 1;
+    return which;
 }
 
 int sampler_stop_feed(const sampler_stop *s, sampler_stop_state *st, const char *piece, size_t n, size_t *start,
                       size_t *end) {
     if (!s || s->n == 0) {
         st->offset += n;   /* nothing to match: only count the bytes */
-        return 0;
+        return -1;
     }
     size_t part_max = st->cap - (s->max_len - 1);
     while (n > 0) {
         size_t m = n < part_max ? n : part_max;
-        if (feed_part(s, st, piece, m, start, end)) return 1;
+        int which = feed_part(s, st, piece, m, start, end);
+        if (which >= 0) return which;
         piece += m;
         n -= m;
     }
-    return 0;
+    return -1;
 }

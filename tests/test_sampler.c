@@ -255,13 +255,16 @@ static void check_params(void) {
 
 /* ---- stop strings ---- */
 
-/* Feeds the pieces; returns the index of the piece where a match was reported (-1: none). */
+/* Feeds the pieces; returns the index of the piece where a match was reported (-1: none)
+ * and the matched string's index in *which. */
+static int which_stop;
 static int feed_all(const sampler_stop *s, char *buf, size_t cap, const char *const *pieces, int n, size_t *start,
                     size_t *end) {
     sampler_stop_state st;
     sampler_stop_state_init(&st, buf, cap);
+    which_stop = -1;
     for (int i = 0; i < n; i++)
-        if (sampler_stop_feed(s, &st, pieces[i], strlen(pieces[i]), start, end)) return i;
+        if ((which_stop = sampler_stop_feed(s, &st, pieces[i], strlen(pieces[i]), start, end)) >= 0) return i;
     return -1;
 }
 
@@ -277,11 +280,13 @@ static void check_stop_strings(void) {
     /* "</answer>" split over four pieces, after 10 bytes of text */
     const char *a[] = {"<answer>42", "</", "ans", "wer", "> tail"};
     CHECK_INT(4, feed_all(s, buf, cap, a, 5, &start, &end));
+    CHECK_INT(0, which_stop);
     CHECK_INT(10, start);
     CHECK_INT(19, end);
     /* a long text before it slides the window; offsets stay absolute */
     const char *b[] = {"abcd", "efgh", "ijkl", "mnop", "qrst", "uvw_", "yz\n", "\nUse", "r:"};
     CHECK_INT(8, feed_all(s, buf, cap, b, 9, &start, &end));
+    CHECK_INT(1, which_stop);
     CHECK_INT(26, start);
     CHECK_INT(33, end);
     /* two stop strings completing in the same piece: the earlier start wins, whatever
@@ -292,6 +297,7 @@ static void check_stop_strings(void) {
     char *buf2 = malloc(sampler_stop_window_bytes(s2, 8));
     const char *c[] = {"</ans", "wer>"};
     CHECK_INT(1, feed_all(s2, buf2, sampler_stop_window_bytes(s2, 8), c, 2, &start, &end));
+    CHECK_INT(1, which_stop);
     CHECK_INT(0, start);
     CHECK_INT(9, end);
     sampler_stop_free(s2);
@@ -306,6 +312,7 @@ static void check_stop_strings(void) {
     /* a match found once is not reported again for the bytes after it */
     const char *f[] = {"xyz", "abc"};
     CHECK_INT(0, feed_all(s, buf, cap, f, 2, &start, &end));
+    CHECK_INT(2, which_stop);
 
     const char *empty[] = {"ok", ""};
     sampler_stop *bad;
