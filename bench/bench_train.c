@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/rng.h"
+#include "model/deepseek_v3.h"
 #include "model/lm.h"
 #include "model/presets.h"
 #include "rl/optim.h"
@@ -81,8 +82,19 @@ int main(int argc, char **argv) {
     }
     double dt = now() - t0;
     double tok_s = (double)n * steps / dt;
-    /* 6 N flops per token for the matmuls of forward + backward (Kaplan et al. 2020). */
-    double model_gflops = 6.0 * (double)m->num_parameters * tok_s / 1e9;
+    /* 6 N flops per token for the matmuls of forward + backward (Kaplan et al. 2020); for
+     * an MoE model N is the parameters activated per token (shared + top-k routed experts,
+     * without the MTP modules, which this loop does not run). */
+    double flop_params = (double)m->num_parameters;
+    deepseek_v3_config v3;
+    if (!strncmp(m->model_type, "deepseek", 8) && hf_config_v3_parse(json, len, preset, &v3) == GRPO_OK) {
+        deepseek_v3_sizes sz;
+        deepseek_v3_count(&v3, &sz);
+        flop_params = (double)sz.activated_params;
+        printf("MoE: %.2fM activated of %.2fM parameters per token (6N rule uses the activated count)\n",
+               flop_params / 1e6, (double)sz.total_params / 1e6);
+    }
+    double model_gflops = 6.0 * flop_params * tok_s / 1e9;
     double peak = blas_gflops(1024);
     printf("preset %s params %.2fM batch %d seq %d steps %d\n", preset, (double)m->num_parameters / 1e6, B, T, steps);
     printf("grpo.c: %.1f ms/step, %.0f tokens/s, ~%.1f GFLOP/s (6N rule), BLAS sgemm 1024^3 %.1f GFLOP/s, last loss %.4f\n",

@@ -1,5 +1,8 @@
 """PyTorch (CPU) side of the training throughput benchmark: the same Hugging Face config,
 batch, sequence length and optimizer (AdamW) as bench_train, in tokens/s.
+Works for every model_type transformers knows: dense presets (Qwen2/Llama) and the MoE ones
+(DeepseekV3ForCausalLM: configs/models/tiny-moe.json, small-moe.json; transformers has no MTP,
+and bench_train runs none either).
 usage: python bench/train_torch.py --config configs/models/dense-10m.json --batch 8 --seq 256 --steps 10"""
 import argparse, json, time
 import torch, transformers
@@ -17,6 +20,9 @@ if a.threads:
 cfg = transformers.AutoConfig.for_model(**json.load(open(a.config)))
 cfg._attn_implementation = "sdpa"
 model = transformers.AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+experts = getattr(model.config, "_experts_implementation", None)
+print(f"{type(model).__name__}{f' (experts: {experts})' if experts else ''}: "
+      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
 opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
 g = torch.Generator().manual_seed(7)
 ids = torch.randint(0, cfg.vocab_size, (a.batch, a.seq), generator=g)
