@@ -118,7 +118,12 @@ void data_arith_problem(uint64_t seed, uint64_t index, const data_arith_options 
             }
         }
     }
-    append(response, &len, size, "</think> <answer>%" PRId64 "</answer>", result);
+    int64_t shown = result;
+    if (opt->answer_noise > 0 && rng_next_uniform(&r) < opt->answer_noise) {
+        int64_t delta = 1 + (int64_t)rng_next_below(&r, 10);
+        shown = result + (rng_next_below(&r, 2) ? delta : -delta);
+    }
+    append(response, &len, size, "</think> <answer>%" PRId64 "</answer>", shown);
     snprintf(prompt, size, "What is %" PRId64 " %c %" PRId64 "?", a, op, b);
     snprintf(answer, size, "%" PRId64, result);
 }

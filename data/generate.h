@@ -17,6 +17,9 @@
 typedef struct {
     int difficulty;
     const char *ops;
+    double answer_noise;   /* share of responses whose final <answer> is wrong (the worked
+                              steps and the "answer" field stay right): pretraining text
+                              for a base that knows the method but is unreliable */
 } data_arith_options;
 
 /* Countdown: `count` numbers in [1, max_number] and a target reachable with + - * /

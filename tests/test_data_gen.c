@@ -111,6 +111,24 @@ static void test_arith(void) {
     CHECK(differ >= 18);
 }
 
+/* answer_noise: that share of responses ends in a wrong <answer>; the gold stays right. */
+static void test_arith_noise(void) {
+    char prompt[2048], answer[2048], response[2048];
+    data_arith_options o = {.difficulty = 2, .ops = "+-", .answer_noise = 0.3};
+    int wrong = 0, n = 2000;
+    for (int i = 0; i < n; i++) {
+        data_arith_problem(5, (uint64_t)i, &o, prompt, answer, response, sizeof prompt);
+        long long a, b;
+        char op;
+        CHECK(sscanf(prompt, "What is %lld %c %lld?", &a, &op, &b) == 3);
+        CHECK_INT(op == '+' ? a + b : a - b, atoll(answer));
+        const char *tag = strstr(response, "<answer>");
+        CHECK(tag != NULL);
+        if (tag && atoll(tag + 8) != atoll(answer)) wrong++;
+    }
+    CHECK_MSG(wrong > 0.25 * n && wrong < 0.35 * n, "%d of %d answers wrong, expected ~30%%", wrong, n);
+}
+
 static void test_countdown(void) {
     for (int use_all = 0; use_all <= 1; use_all++)
         for (int count = 2; count <= 6; count++) {
@@ -190,6 +208,7 @@ static void test_template(void) {
 
 int main(void) {
     test_arith();
+    test_arith_noise();
     test_countdown();
     test_jsonl_output();
     test_template();

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
             "arith: {\"id\",\"prompt\",\"answer\",\"response\"}; response is a worked digit-by-digit solution\n"
             "  --difficulty D   1..5, digits per operand (default 2)\n"
             "  --ops OPS        a subset of \"+-*\" (default \"+-*\")\n"
+            "  --answer-noise P share of responses whose final <answer> is wrong (default 0)\n"
             "countdown: {\"id\",\"numbers\",\"target\",\"solution\"}, solvable by construction\n"
             "  --count C        numbers per problem, 2..8 (default 4)\n"
             "  --max-number M   numbers drawn from 1..M (default 99)\n"
@@ -47,6 +48,10 @@ int cmd_data(int argc, char **argv) {
                 return 2;
             }
             arith.ops = value;
+        } else if (is_arith && FLAG("--answer-noise")) {
+            double p;
+            if (m < 0 || !arg_double("data", "--answer-noise", value, 0, 1, &p)) return 2;
+            arith.answer_noise = p;
         } else if (!is_arith && FLAG("--count")) {
             if (m < 0 || !arg_int("data", "--count", value, 2, 8, &v)) return 2;
             countdown.count = (int)v;
