@@ -101,6 +101,13 @@ static void human(char *buf, size_t size, double bytes) {
     snprintf(buf, size, "%.2f %s", bytes, unit[u]);
 }
 
+/* 671.026B, 12.388M, 3.1K */
+static void count_str(char *buf, size_t size, int64_t n) {
+    if (n >= 1000000000) snprintf(buf, size, "%.3fB", n / 1e9);
+    else if (n >= 1000000) snprintf(buf, size, "%.3fM", n / 1e6);
+    else snprintf(buf, size, "%.1fK", n / 1e3);
+}
+
 void deepseek_v3_describe(const deepseek_v3_config *c, FILE *f) {
     deepseek_v3_sizes s;
     deepseek_v3_count(c, &s);
@@ -121,9 +128,14 @@ void deepseek_v3_describe(const deepseek_v3_config *c, FILE *f) {
             "dense MLP width %d\n", c->n_routed_experts, c->num_experts_per_tok, c->n_group, c->topk_group,
             c->scoring_func == HF_SCORING_SIGMOID ? "sigmoid" : "softmax", c->n_shared_experts,
             c->moe_intermediate_size, c->intermediate_size);
-    fprintf(f, "parameters: %.3fB total (main %.3fB + MTP %.3fB), %.3fB activated per token, %.3fB in "
-            "embedding + head\n", s.total_params / 1e9, s.main_params / 1e9, s.mtp_params / 1e9,
-            s.activated_params / 1e9, s.embedding_params / 1e9);
+    char total[32], main_p[32], mtp[32], active[32], embed[32];
+    count_str(total, sizeof total, s.total_params);
+    count_str(main_p, sizeof main_p, s.main_params);
+    count_str(mtp, sizeof mtp, s.mtp_params);
+    count_str(active, sizeof active, s.activated_params);
+    count_str(embed, sizeof embed, s.embedding_params);
+    fprintf(f, "parameters: %s total (main %s + MTP %s), %s activated per token, %s in embedding + head\n", total,
+            main_p, mtp, active, embed);
     fprintf(f, "weights: fp32 %s, bf16 %s, fp8 %s (E4M3 projections + fp32 scale per 128x128 block, rest bf16)\n", b32,
             b16, b8);
     fprintf(f, "KV cache per token (bf16, all layers): latent %lld bytes (kv_lora_rank + qk_rope = %d per layer) vs "

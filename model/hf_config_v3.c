@@ -403,7 +403,7 @@ grpo_status hf_config_v3_write(const deepseek_v3_config *c, const char *path) {
                                         : c->topk_method == HF_TOPK_GREEDY ? "greedy" : "group_limited_greedy");
     hf_put(&o, "first_k_dense_replace", "%d", c->first_k_dense_replace);
     hf_put(&o, "moe_layer_freq", "1");
-    if (v3) hf_put(&o, "num_nextn_predict_layers", "%d", c->num_nextn_predict_layers);
+    if (v3 || c->num_nextn_predict_layers) hf_put(&o, "num_nextn_predict_layers", "%d", c->num_nextn_predict_layers);
     hf_put(&o, "hidden_act", "\"silu\"");
     hf_put_real(&o, "rms_norm_eps", c->rms_norm_eps);
     hf_put(&o, "max_position_embeddings", "%d", c->max_position_embeddings);
