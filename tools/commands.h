@@ -15,6 +15,7 @@ int cmd_init(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 
 /* True when argv holds --help or -h. */
 int cmd_wants_help(int argc, char **argv);

@@ -11,6 +11,7 @@ static const command commands[] = {
     {"forward", "logits of a model over given token ids, as safetensors", cmd_forward},
     {"data", "synthetic problems (arith, countdown) as JSONL", cmd_data},
     {"verify", "JSONL in, verdicts out: math, code, countdown, format", cmd_verify},
+    {"sample", "G sampled completions per dataset line, as JSONL", cmd_sample},
     {"info", "version, backends compiled in, devices seen", cmd_info},
 };
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
