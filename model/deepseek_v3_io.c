@@ -56,6 +56,40 @@ static grpo_status dequant_fp8(const st_tensor *w, const st_tensor *scale, float
     return GRPO_OK;
 }
 
+/* Name -> view lookup for loading (FNV-1a, open addressing): a V3 checkpoint has ~10^5
+ * tensors, too many for param_find's linear scan per tensor. */
+typedef struct {
+    int *slots;   /* view index or -1 */
+    size_t mask;
+} name_index;
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int index_build(name_index *ix, const param_set *ps) {
+    size_t size = 16;
+    while (size < (size_t)ps->count * 2) size *= 2;
+    ix->slots = malloc(size * sizeof *ix->slots);
+    if (!ix->slots) return 0;
+    ix->mask = size - 1;
+    for (size_t i = 0; i < size; i++) ix->slots[i] = -1;
+    for (int v = 0; v < ps->count; v++) {
+        size_t h = fnv1a(ps->views[v].name) & ix->mask;
+        while (ix->slots[h] >= 0) h = (h + 1) & ix->mask;
+        ix->slots[h] = v;
+    }
+    return 1;
+}
+
+static int index_find(const name_index *ix, const param_set *ps, const char *name) {
+    for (size_t h = fnv1a(name) & ix->mask; ix->slots[h] >= 0; h = (h + 1) & ix->mask)
+        if (strcmp(ps->views[ix->slots[h]].name, name) == 0) return ix->slots[h];
+    return -1;
+}
+
 static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape) {
     size_t n = (size_t)snprintf(buf, size, "[");
     for (int i = 0; i < ndim && n < size; i++)
@@ -101,11 +135,13 @@ grpo_status deepseek_v3_load(deepseek_v3_model *m, const char *path) {
     float *host = malloc(largest * sizeof(float));
     float *scale_buf = malloc((largest / (FP8_BLOCK * FP8_BLOCK) + 2 * (largest / FP8_BLOCK) + 16) * sizeof(float));
     char *seen = calloc((size_t)ps->count + 1, 1);
+    name_index ix = {NULL, 0};
     grpo_status s = GRPO_OK;
-    if (!host || !scale_buf || !seen) s = grpo_fail(GRPO_ERR_NOMEM, "out of memory loading %s", path);
+    if (!host || !scale_buf || !seen || !index_build(&ix, ps))
+        s = grpo_fail(GRPO_ERR_NOMEM, "out of memory loading %s", path);
     for (int i = 0; i < st_count(f) && s == GRPO_OK; i++) {
         const st_tensor *t = st_get(f, i);
-        int v = param_find(ps, t->name);
+        int v = index_find(&ix, ps, t->name);
         if (v < 0) {
             if (!skippable(m, t->name))
                 s = grpo_fail(GRPO_ERR_INVALID, "tensor %s in the file is not a parameter of this model", t->name);
@@ -136,6 +172,7 @@ grpo_status deepseek_v3_load(deepseek_v3_model *m, const char *path) {
                      L + k);
     if (s != GRPO_OK) grpo_error_prefix("%s", path);
     free(mtp_seen);
+    free(ix.slots);
     free(host);
     free(scale_buf);
     free(seen);
