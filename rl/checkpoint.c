@@ -16,8 +16,9 @@
 static grpo_status write_state(const char *path, const trainer_state *ts) {
     json_t *rng = json_pack("{s:I, s:I, s:I}", "seed", (json_int_t)ts->rng.seed, "stream", (json_int_t)ts->rng.stream,
                             "counter", (json_int_t)ts->rng.counter);
-    json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:s, s:I, s:o}", "format", "grpo-trainer-state", "version",
-                             CHECKPOINT_STATE_VERSION, "step", ts->step, "stage_index", ts->stage_index, "stage",
+    json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:I, s:o}", "format", "grpo-trainer-state", "version",
+                             CHECKPOINT_STATE_VERSION, "step", ts->step, "global_step",
+                             ts->global_step ? ts->global_step : ts->step, "stage_index", ts->stage_index, "stage",
                              ts->stage, "seed", (json_int_t)ts->seed, "rng", rng);
     if (!root) return grpo_fail(GRPO_ERR_NOMEM, "cannot build %s", path);
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -38,9 +39,10 @@ grpo_status checkpoint_read_state(const char *dir, trainer_state *ts) {
     const char *format = NULL, *stage = NULL;
     json_int_t seed = 0, rseed = 0, rstream = 0, rcounter = 0;
     int version = 0;
-    if (json_unpack_ex(root, &err, JSON_STRICT, "{s:s, s:i, s:i, s:i, s:s, s:I, s:{s:I, s:I, s:I}}", "format", &format,
-                       "version", &version, "step", &t.step, "stage_index", &t.stage_index, "stage", &stage, "seed",
-                       &seed, "rng", "seed", &rseed, "stream", &rstream, "counter", &rcounter) != 0) {
+    if (json_unpack_ex(root, &err, JSON_STRICT, "{s:s, s:i, s:i, s:i, s:i, s:s, s:I, s:{s:I, s:I, s:I}}", "format",
+                       &format, "version", &version, "step", &t.step, "global_step", &t.global_step, "stage_index",
+                       &t.stage_index, "stage", &stage, "seed", &seed, "rng", "seed", &rseed, "stream", &rstream,
+                       "counter", &rcounter) != 0) {
         json_decref(root);
         return grpo_fail(GRPO_ERR_PARSE, "%s: expected a grpo trainer state: %s", path, err.text);
     }
@@ -72,8 +74,9 @@ grpo_status checkpoint_save(const char *run_dir, const trainer_state *ts, lm *mo
                             const char *tokenizer_dir, char *path_out, size_t size) {
     char ckpt_dir[PATH_MAX], tmp[PATH_MAX], final_dir[PATH_MAX], file[PATH_MAX];
     snprintf(ckpt_dir, sizeof ckpt_dir, "%s/ckpt", run_dir);
-    snprintf(tmp, sizeof tmp, "%s/.step-%d.tmp", ckpt_dir, ts->step);
-    snprintf(final_dir, sizeof final_dir, "%s/step-%d", ckpt_dir, ts->step);
+    int n = ts->global_step ? ts->global_step : ts->step;
+    snprintf(tmp, sizeof tmp, "%s/.step-%d.tmp", ckpt_dir, n);
+    snprintf(final_dir, sizeof final_dir, "%s/step-%d", ckpt_dir, n);
     GRPO_TRY(fs_mkdirs(ckpt_dir));
     GRPO_TRY(fs_remove_tree(tmp));
     GRPO_TRY(fs_mkdirs(tmp));
@@ -178,6 +181,7 @@ grpo_status checkpoint_save_step(const train_run *run, int step, uint64_t seed, 
     if (!run->run_dir) return GRPO_OK;
     trainer_state ts = {0};
     ts.step = step;
+    ts.global_step = run->step_offset + step;
     ts.stage_index = run->stage_index;
     snprintf(ts.stage, sizeof ts.stage, "%s", run->stage_name ? run->stage_name : "train");
     ts.seed = seed;

@@ -18,6 +18,7 @@
 
 typedef struct {
     int step;              /* optimizer steps done within the stage */
+    int global_step;       /* across the run's stages: names the directory step-N (0: = step) */
     int stage_index;
     char stage[64];
     uint64_t seed;

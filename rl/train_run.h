@@ -10,6 +10,8 @@ typedef struct {
     const char *tokenizer_dir;    /* copied into each checkpoint (NULL: none) */
     const char *stage_name;
     int stage_index;
+    int step_offset;              /* steps of the run's earlier stages (checkpoints are named by
+                                     the run-wide step) */
     int resume;                   /* continue from the newest checkpoint of this stage, if any */
     int32_t pad_id;
     /* metrics for the run store: called every logging step and at each evaluation */
