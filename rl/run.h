@@ -10,15 +10,26 @@
 
 #define RUN_MAX_STAGES 64
 
+/* A held-out evaluation; what does not apply to the stage's kind is NAN. */
+typedef struct {
+    double loss;          /* sft: cross-entropy per response token */
+    double exact_match;   /* sft: greedy decoding reproduces the response exactly */
+    double pass_at_1;     /* grpo: mean correctness over n samples per problem */
+    double pass_at_k;     /* grpo: unbiased pass@k, k = n */
+    double maj_at_k;      /* grpo: majority answer of the n samples correct */
+    double mean_length;   /* grpo: completion tokens */
+    int k;
+} run_eval;
+
 typedef struct {
     char name[64];
     char kind[16];
     int steps;
     double seconds;
-    double eval_loss_before, eval_loss;                 /* NAN without an eval set */
-    double eval_exact_match_before, eval_exact_match;   /* NAN without an eval set */
-    double train_loss;
-    double tokens_per_second;
+    run_eval before, after;   /* all NAN without an eval set */
+    double train_loss;        /* sft */
+    double reward_mean;       /* grpo, last logging window */
+    double tokens_per_second; /* sft */
 } run_stage_summary;
 
 typedef struct {

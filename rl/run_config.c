@@ -41,6 +41,7 @@ static const cfg_field dataset_schema[] = {
     CFG_FIELD_INT64(dataset_section, offset, "offset", 0, 4.6e18, "first problem index"),
     CFG_FIELD_INT(dataset_section, difficulty, "difficulty", 1, 5, "arith: digits per operand"),
     CFG_FIELD_STRING(dataset_section, ops, "ops", "arith: a subset of +-*"),
+    CFG_FIELD_FLOAT(dataset_section, answer_noise, "answer_noise", 0, 1, "arith: share of wrong final answers"),
     CFG_FIELD_INT(dataset_section, count, "count", 2, 8, "countdown: numbers per problem"),
     CFG_FIELD_INT(dataset_section, max_number, "max_number", 1, 1e6, "countdown: largest number"),
     CFG_FIELD_INT(dataset_section, max_target, "max_target", 1, 1e9, "countdown: largest target"),
@@ -109,7 +110,7 @@ static const dataset_section dataset_defaults = {
 static stage_section stage_defaults_value(void) {
     sft_config d = sft_config_default();
     stage_section s = {0};
-    s.prompt_template = "{prompt}";
+    s.prompt_template = NULL;   /* sft: "{prompt}"; grpo: the R1-Zero template */
     s.max_steps = d.max_steps;
     s.per_device_train_batch_size = d.per_device_train_batch_size;
     s.gradient_accumulation_steps = d.gradient_accumulation_steps;
@@ -230,7 +231,7 @@ static grpo_status check(const run_config *c) {
             reward_set_free(set);
             if (rs) return rs;
         }
-        if (template_validate(s->prompt_template, "prompt_template") != GRPO_OK)
+        if (s->prompt_template && template_validate(s->prompt_template, "prompt_template") != GRPO_OK)
             return cfg_fail_at(cfg_get(cfg_get(root, key), "prompt_template"), GRPO_ERR_INVALID, "%s",
                                grpo_error_message());
     }

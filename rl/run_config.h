@@ -37,6 +37,7 @@ typedef struct {
     int64_t offset;            /* first problem index (disjoint splits share a seed) */
     int difficulty;            /* arith */
     const char *ops;           /* arith */
+    double answer_noise;       /* arith: share of responses with a wrong final answer */
     int count, max_number, max_target, use_all;   /* countdown */
 } dataset_section;
 
