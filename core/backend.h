@@ -26,6 +26,16 @@
 
 typedef struct backend backend;
 
+/* Where a paged cache keeps a vector (see cache_write_rows / paged_attention below);
+ * strides in floats. */
+typedef struct {
+    size_t block_stride;   /* from one block to the next */
+    size_t head_stride;    /* from one kv head to the next within a block */
+    size_t token_stride;   /* from one position to the next within a block, same head */
+    size_t dim_stride;     /* from one element of a vector to the next (1: contiguous) */
+    int block_size;        /* positions per block */
+} backend_paged_layout;
+
 struct backend {
     const char *name;   /* "cpu" or "cuda" */
     void *impl;         /* backend-private state (cuBLAS handle, stream, ...) */
@@ -114,26 +124,32 @@ struct backend {
 
     /* ---- cached decoding over a paged cache (optional: NULL where a backend lacks them;
      * CPU in core/cpu/cpu_decode.c) ----
-     * A paged cache is rows of row_stride floats; sequence s keeps its position p in row
-     *   r(s, p) = block_tables[s * max_blocks + p / block_size] * block_size + p % block_size
-     * (blocks of block_size rows handed out by the rollout engine's pool, vLLM-style).
+     * A paged cache is blocks of block_size token positions handed out by the rollout
+     * engine's pool (vLLM-style); a layout says where element d of the vector of kv head h
+     * at position p of sequence s lives:
+     *   base + b * block_stride + h * head_stride + (p % block_size) * token_stride + d * dim_stride,
+     *   b = block_tables[s * max_blocks + p / block_size].
+     * E.g. a block of keys [H, dim, block_size] (dim_stride = block_size, token_stride = 1)
+     * makes q . k over a block one small matrix product, and values [H, block_size, dim]
+     * make p . v one; MLA keeps [block_size, kv_lora_rank + rope] rows.
      *
-     * cache_write_rows: dst[rows[i] * dst_stride + c] = src[i * src_stride + c] for
-     * i < N, c < width (the new tokens' keys / values / latents into their cache rows).
-     * rows: [N] int32, distinct.
+     * cache_write_rows: for i < N, h < H: the vector of head h at slot slots[i] (= b *
+     * block_size + offset; width elements from dst under layout) = src[i, h, :]
+     * (src: [N, H, width]). Slots are distinct.
      *
      * paged_attention: N query tokens; token i belongs to sequence seq_of[i] and sees that
      * sequence's positions 0 .. ctx_len[i] - 1 (its own K/V already written).
-     * q: [N, Hq, Dqk], out: [N, Hq, Dv]; head h uses kv head h / (Hq / Hkv), whose key at
-     * position p is k_cache + r(s, p) * row_stride + hk * Dqk and value v_cache + r(s, p) *
-     * row_stride + hk * Dv (k_cache and v_cache may overlap: MLA's absorbed attention reads
-     * its latent as both, Hkv = 1).
+     * q: [N, Hq, Dqk], out: [N, Hq, Dv]; head h uses kv head hk = h / (Hq / Hkv): key at
+     * position p is k_cache's vector (p, hk) under k_layout (Dqk floats), value v_cache's
+     * under v_layout (Dv floats) (k_cache and v_cache may be the same memory: MLA's
+     * absorbed attention reads its latent as both, Hkv = 1).
      *   out[i, h] = sum_p softmax_p(scale * q[i, h] . k_p) v_p
      * block_tables: [n_seqs, max_blocks], seq_of, ctx_len: [N], int32; ctx_len[i] >= 1. */
-    void (*cache_write_rows)(backend *be, float *dst, size_t dst_stride, const float *src, size_t src_stride,
-                             int width, const int32_t *rows, int N);
-    void (*paged_attention)(backend *be, float *out, const float *q, const float *k_cache, const float *v_cache,
-                            size_t row_stride, const int32_t *block_tables, int max_blocks, int block_size,
+    void (*cache_write_rows)(backend *be, float *dst, const backend_paged_layout *layout, const float *src, int H,
+                             int width, const int32_t *slots, int N);
+    void (*paged_attention)(backend *be, float *out, const float *q, const float *k_cache,
+                            const backend_paged_layout *k_layout, const float *v_cache,
+                            const backend_paged_layout *v_layout, const int32_t *block_tables, int max_blocks,
                             const int32_t *seq_of, const int32_t *ctx_len, int N, int Hq, int Hkv, int Dqk, int Dv,
                             float scale);
 };

@@ -98,9 +98,9 @@ grpo_status dense_backward(dense_model *m, const float *dlogits);
 
 /* ---- cached decoding (dense_decode.c) ----
  * The same maths as dense_forward, for a batch of sequences each appending a few tokens
- * to a paged K/V cache (model/lm.h's lm_cache): per layer a token's cache row is its
- * rotated key then its value, [2, Hkv, head_dim] floats. Attention over the cache goes
- * through the backend's paged_attention op. The decoder holds its own activation block,
+ * to a paged K/V cache (model/lm.h's lm_cache): per layer a block holds the rotated keys
+ * [Hkv, head_dim, block_size] then the values [Hkv, block_size, head_dim], 2 * Hkv *
+ * head_dim floats per token. Attention over the cache goes through the backend's paged_attention op. The decoder holds its own activation block,
  * so decoding never disturbs the training forward's saved activations. */
 typedef struct dense_decoder dense_decoder;
 

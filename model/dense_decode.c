@@ -27,7 +27,7 @@ struct dense_decoder {
     float *x_last;         /* [G, D] rows whose logits are wanted */
     float *xn_last;        /* [G, D] */
     float *logits;         /* [G, V] */
-    int32_t *ids, *positions, *rows, *seq_of, *ctx_len;   /* [T] backend int32 */
+    int32_t *ids, *positions, *rows, *seq_of, *ctx_len;   /* [T] backend int32; rows: cache slots */
     int32_t *block_tables;                                /* [S, max_blocks] backend int32 */
     int32_t *host;         /* host staging: 5 * T + S * max_blocks int32 */
 };
@@ -195,6 +195,11 @@ grpo_status dense_decode(dense_decoder *d, const lm_cache *cache, const lm_decod
     const int MB = d->lim.max_blocks_per_seq;
     const float eps = (float)c->rms_norm_eps;
     const size_t F = cache->floats_per_token, layer_floats = (size_t)cache->num_blocks * cache->block_size * F;
+    /* a block of one layer: keys [Hkv, Dh, block_size] then values [Hkv, block_size, Dh],
+     * so the attention reads each block of a head in place as two small matrix products */
+    const int bs = cache->block_size;
+    const backend_paged_layout k_layout = {(size_t)bs * F, (size_t)bs * Dh, 1, (size_t)bs, bs};
+    const backend_paged_layout v_layout = {(size_t)bs * F, (size_t)bs * Dh, (size_t)Dh, 1, bs};
 
     /* host staging -> backend: ids, positions, rows, seq_of, ctx_len are consecutive [T] arrays */
     const int32_t *h = d->host;
@@ -208,7 +213,7 @@ grpo_status dense_decode(dense_decoder *d, const lm_cache *cache, const lm_decod
     be->embedding_forward(be, d->x, d->ids, dense_model_embed_tokens(m), T, D);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const dense_layer_weights *w = &m->weights[l];
-        float *k_cache = cache->base + (size_t)l * layer_floats, *v_cache = k_cache + KD;
+        float *k_cache = cache->base + (size_t)l * layer_floats, *v_cache = k_cache + (size_t)bs * KD;
         /* x = x + o_proj(attention(rope(q), cached rope(k), cached v)) */
         be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->input_layernorm, T, D, eps);
         linear(be, d->q, d->xn, w->q_proj, w->q_bias, T, D, QD, 0.0f);
@@ -216,9 +221,9 @@ grpo_status dense_decode(dense_decoder *d, const lm_cache *cache, const lm_decod
         linear(be, d->v, d->xn, w->v_proj, w->v_bias, T, D, KD, 0.0f);
         be->rope(be, d->q, T, Hq, Dh, Dh, d->positions, m->rope_cos, m->rope_sin, 0, 0);
         be->rope(be, d->k, T, Hkv, Dh, Dh, d->positions, m->rope_cos, m->rope_sin, 0, 0);
-        be->cache_write_rows(be, k_cache, F, d->k, KD, KD, d->rows, T);
-        be->cache_write_rows(be, v_cache, F, d->v, KD, KD, d->rows, T);
-        be->paged_attention(be, d->att, d->q, k_cache, v_cache, F, d->block_tables, MB, cache->block_size, d->seq_of,
+        be->cache_write_rows(be, k_cache, &k_layout, d->k, Hkv, Dh, d->rows, T);
+        be->cache_write_rows(be, v_cache, &v_layout, d->v, Hkv, Dh, d->rows, T);
+        be->paged_attention(be, d->att, d->q, k_cache, &k_layout, v_cache, &v_layout, d->block_tables, MB, d->seq_of,
                             d->ctx_len, T, Hq, Hkv, Dh, Dh, 1.0f / sqrtf((float)Dh));
         linear(be, d->x, d->att, w->o_proj, w->o_bias, T, QD, D, 1.0f);
         /* x = x + down_proj(silu(gate_proj(n2)) * up_proj(n2)) */

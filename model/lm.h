@@ -13,12 +13,13 @@
 typedef struct lm lm;
 
 /* ---- cached decoding (the rollout engine's interface; rollouts/README.md) ----
- * The caller (rollouts/kv_pool) owns the cache: per layer, rows of floats_per_token floats
- * in blocks of block_size rows. The family decides what a row holds (dense: the token's
- * rotated key then value for every kv head; DeepSeek-V3: the normed latent then the
- * rotated shared RoPE key) and only reads and writes rows through block tables. */
+ * The caller (rollouts/kv_pool) owns the cache: per layer, num_blocks blocks of
+ * block_size * floats_per_token floats, a block holding block_size token positions. The
+ * family lays out a block's floats (dense: keys [Hkv, head_dim, block_size], then values
+ * [Hkv, block_size, head_dim]; DeepSeek-V3: per position the normed latent then the
+ * rotated shared RoPE key) and reads and writes positions only through block tables. */
 typedef struct {
-    float *base;              /* backend memory [num_layers, num_blocks * block_size, floats_per_token] */
+    float *base;              /* backend memory [num_layers, num_blocks, block_size * floats_per_token] */
     int num_layers;
     int num_blocks;
     int block_size;           /* tokens per block */

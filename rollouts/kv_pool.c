@@ -77,17 +77,16 @@ int kv_pool_refcount(const kv_pool *p, int block) {
     return p->refcount[block];
 }
 
-void kv_pool_copy_rows(kv_pool *p, int dst, int src, int n_tokens) {
+void kv_pool_copy_block(kv_pool *p, int dst, int src) {
     const lm_cache *c = &p->cache;
     GRPO_ASSERT(dst >= 0 && dst < c->num_blocks && src >= 0 && src < c->num_blocks);
-    GRPO_ASSERT(n_tokens >= 0 && n_tokens <= c->block_size);
-    if (n_tokens == 0 || dst == src) return;
+    if (dst == src) return;
     size_t block_floats = (size_t)c->block_size * c->floats_per_token;
     size_t layer_floats = (size_t)c->num_blocks * block_floats;
     for (int l = 0; l < c->num_layers; l++) {
         float *layer = c->base + (size_t)l * layer_floats;
         p->be->copy(p->be, layer + (size_t)dst * block_floats, layer + (size_t)src * block_floats,
-                    (size_t)n_tokens * c->floats_per_token * sizeof(float));
+                    block_floats * sizeof(float));
     }
 }
 

@@ -2,7 +2,7 @@
  * Kwon et al. 2023), so a sequence's cache grows block by block with its actual length
  * and blocks are shared between sequences by reference count (a group's G samples share
  * their prompt's blocks). The pool is one backend allocation laid out as model/lm.h's
- * lm_cache: per layer, num_blocks * block_size rows of floats_per_token floats (dense:
+ * lm_cache: per layer, num_blocks blocks of block_size * floats_per_token floats (dense:
  * K and V of every kv head; DeepSeek-V3: latent + RoPE key).
  *
  * Bytes per cached token = num_layers * floats_per_token * sizeof(float), e.g. dense
@@ -35,9 +35,9 @@ void kv_pool_retain(kv_pool *p, int block);
 /* Drops a reference; the block is free again when none is left. */
 void kv_pool_release(kv_pool *p, int block);
 int kv_pool_refcount(const kv_pool *p, int block);
-/* Copies the first n_tokens rows of block src into block dst in every layer (copy on
- * write of a shared, partly filled block). */
-void kv_pool_copy_rows(kv_pool *p, int dst, int src, int n_tokens);
+/* Copies block src into block dst in every layer (copy on write of a shared, partly
+ * filled block; the whole block, whatever the family's layout inside it). */
+void kv_pool_copy_block(kv_pool *p, int dst, int src);
 
 int kv_pool_num_blocks(const kv_pool *p);
 int kv_pool_num_free(const kv_pool *p);

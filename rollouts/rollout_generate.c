@@ -238,7 +238,7 @@ static void ensure_block(gen_state *g, int who) {
     int b = alloc_or_preempt(g, who);
     if (b < 0) return;
     if (bi < s->n_blocks) {
-        kv_pool_copy_rows(e->pool, b, s->blocks[bi], s->n_cached % bs);
+        kv_pool_copy_block(e->pool, b, s->blocks[bi]);
         kv_pool_release(e->pool, s->blocks[bi]);
         s->blocks[bi] = b;
         g->out->stats.cow_copies++;

@@ -1,7 +1,8 @@
 /* Cached decoding below the engine:
- *  - the CPU paged_attention op against a direct softmax(q k^T) v over gathered rows
- *    (GQA, block tables in shuffled order, several tokens of one sequence, and the MLA
- *    use where keys and values are the same rows);
+ *  - the CPU paged_attention op against a direct softmax(q k^T) v over gathered vectors
+ *    (GQA, block tables in shuffled order, several tokens of one sequence; row and
+ *    head-major layouts; the MLA use where keys and values are the same rows; the direct
+ *    and the tiled paths) and cache_write_rows;
  *  - dense_decode against dense_forward: sequences of different lengths appended to a
  *    paged cache in chunks of varying size (prefill, single tokens, mixed in one call),
  *    every returned logit row equal to the full forward's row at that position;
@@ -37,53 +38,103 @@ static void shuffle(int32_t *a, int n) {
 
 /* ---- paged_attention against a direct reference ---- */
 
-static void check_paged_attention(int Hq, int Hkv, int Dqk, int Dv, int shared_kv) {
-    const int block_size = 3, max_blocks = 6, n_seqs = 2, num_blocks = 12;
-    const size_t row_stride = shared_kv ? (size_t)Dqk : (size_t)Hkv * (Dqk + Dv) + 5;   /* + padding */
+typedef enum { LAYOUT_ROWS, LAYOUT_HEAD_MAJOR, LAYOUT_DENSE, LAYOUT_MLA } layout_kind;
+
+/* Element 0 of vector (p, h); element d is dim_stride further. */
+static size_t at(const backend_paged_layout *L, const int32_t *table, int p, int h) {
+    return (size_t)table[p / L->block_size] * L->block_stride + (size_t)h * L->head_stride +
+           (size_t)(p % L->block_size) * L->token_stride;
+}
+
+/* Layouts: rows [K heads | V heads | 5 floats of padding] per position; head-major blocks
+ * [K: Hkv, bs, Dqk][V: Hkv, bs, Dv]; dense_decode's blocks [K: Hkv, Dqk, bs][V: Hkv, bs,
+ * Dv] (the op's block path); MLA rows [latent (Dv) | rope (Dqk - Dv)] read as both keys
+ * (all Dqk) and values (the latent), Hkv = 1. */
+static void check_paged_attention(int Hq, int Hkv, int Dqk, int Dv, layout_kind kind, int bs) {
+    const int max_blocks = 6, n_seqs = 2, num_blocks = 12;
     const int lens[2] = {17, 8};
     /* queries: the last 3 positions of seq 0 and the last 2 of seq 1 */
     const int N = 5, seq_of[5] = {0, 0, 0, 1, 1}, ctx[5] = {15, 16, 17, 7, 8};
-    float *cache = calloc((size_t)num_blocks * block_size * row_stride, sizeof(float));
+    size_t R = (size_t)Hkv * (Dqk + Dv) + 5, block = kind == LAYOUT_MLA ? (size_t)bs * Dqk : bs * R;
+    backend_paged_layout kl, vl;
+    size_t v_off;
+    if (kind == LAYOUT_ROWS) {
+        kl = (backend_paged_layout){block, (size_t)Dqk, R, 1, bs};
+        vl = (backend_paged_layout){block, (size_t)Dv, R, 1, bs};
+        v_off = (size_t)Hkv * Dqk;
+    } else if (kind == LAYOUT_HEAD_MAJOR) {
+        kl = (backend_paged_layout){block, (size_t)bs * Dqk, (size_t)Dqk, 1, bs};
+        vl = (backend_paged_layout){block, (size_t)bs * Dv, (size_t)Dv, 1, bs};
+        v_off = (size_t)Hkv * bs * Dqk;
+    } else if (kind == LAYOUT_DENSE) {
+        kl = (backend_paged_layout){block, (size_t)bs * Dqk, 1, (size_t)bs, bs};
+        vl = (backend_paged_layout){block, (size_t)bs * Dv, (size_t)Dv, 1, bs};
+        v_off = (size_t)Hkv * bs * Dqk;
+    } else {
+        kl = vl = (backend_paged_layout){block, 0, (size_t)Dqk, 1, bs};
+        v_off = 0;
+    }
+    float *cache = calloc((size_t)num_blocks * block, sizeof(float));
     float *q = malloc((size_t)N * Hq * Dqk * sizeof(float)), *out = malloc((size_t)N * Hq * Dv * sizeof(float));
     int32_t perm[12], tables[2 * 6];
     shuffle(perm, num_blocks);
     for (int s = 0; s < n_seqs; s++)
         for (int b = 0; b < max_blocks; b++) tables[s * max_blocks + b] = perm[s * max_blocks + b];
-    for (size_t i = 0; i < (size_t)num_blocks * block_size * row_stride; i++) cache[i] = lcg_sym();
+    for (size_t i = 0; i < (size_t)num_blocks * block; i++) cache[i] = lcg_sym();
     for (int i = 0; i < N * Hq * Dqk; i++) q[i] = lcg_sym();
-    const float *k_cache = cache, *v_cache = shared_kv ? cache : cache + (size_t)Hkv * Dqk;
+    const float *k_cache = cache, *v_cache = cache + v_off;
     float scale = 0.37f;
-    be->paged_attention(be, out, q, k_cache, v_cache, row_stride, tables, max_blocks, block_size, seq_of, ctx, N, Hq,
-                        Hkv, Dqk, Dv, scale);
+    be->paged_attention(be, out, q, k_cache, &kl, v_cache, &vl, tables, max_blocks, seq_of, ctx, N, Hq, Hkv, Dqk, Dv,
+                        scale);
     double max_err = 0;
     for (int i = 0; i < N; i++) {
         CHECK(ctx[i] <= lens[seq_of[i]]);
+        const int32_t *table = tables + seq_of[i] * max_blocks;
         for (int h = 0; h < Hq; h++) {
             int hk = h / (Hq / Hkv);
-            double s[32], mx = -INFINITY, sum = 0;
+            double sc[32], mx = -INFINITY, sum = 0;
             for (int p = 0; p < ctx[i]; p++) {
-                size_t row = (size_t)tables[seq_of[i] * max_blocks + p / block_size] * block_size + p % block_size;
-                const float *k = k_cache + row * row_stride + (size_t)hk * Dqk;
+                const float *k = k_cache + at(&kl, table, p, hk);
                 double dot = 0;
-                for (int d = 0; d < Dqk; d++) dot += (double)q[((size_t)i * Hq + h) * Dqk + d] * k[d];
-                s[p] = scale * dot;
-                if (s[p] > mx) mx = s[p];
+                for (int d = 0; d < Dqk; d++) dot += (double)q[((size_t)i * Hq + h) * Dqk + d] * k[d * kl.dim_stride];
+                sc[p] = scale * dot;
+                if (sc[p] > mx) mx = sc[p];
             }
-            for (int p = 0; p < ctx[i]; p++) sum += (s[p] = exp(s[p] - mx));
+            for (int p = 0; p < ctx[i]; p++) sum += (sc[p] = exp(sc[p] - mx));
             for (int x = 0; x < Dv; x++) {
                 double o = 0;
-                for (int p = 0; p < ctx[i]; p++) {
-                    size_t row = (size_t)tables[seq_of[i] * max_blocks + p / block_size] * block_size +
-                                 p % block_size;
-                    o += s[p] / sum * v_cache[row * row_stride + (size_t)hk * Dv + x];
-                }
+                for (int p = 0; p < ctx[i]; p++) o += sc[p] / sum * v_cache[at(&vl, table, p, hk) + x * vl.dim_stride];
                 double err = fabs(o - out[((size_t)i * Hq + h) * Dv + x]);
                 if (err > max_err) max_err = err;
             }
         }
     }
-    CHECK_MSG(max_err < 1e-5, "paged_attention Hq=%d Hkv=%d Dqk=%d Dv=%d shared=%d: max error %.3g", Hq, Hkv, Dqk,
-              Dv, shared_kv, max_err);
+    CHECK_MSG(max_err < 1e-5, "paged_attention Hq=%d Hkv=%d Dqk=%d Dv=%d layout %d block %d: max error %.3g", Hq,
+              Hkv, Dqk, Dv, (int)kind, bs, max_err);
+
+    /* cache_write_rows: src [3, Hkv, Dqk] into three slots, nothing else touched */
+    if (kind != LAYOUT_MLA) {
+        float *before = malloc((size_t)num_blocks * block * sizeof(float));
+        memcpy(before, cache, (size_t)num_blocks * block * sizeof(float));
+        const int32_t slots[3] = {0 * bs + 2, 7 * bs + 0, 11 * bs + 1}, ident[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+        float *src = malloc((size_t)3 * Hkv * Dqk * sizeof(float));
+        for (int i = 0; i < 3 * Hkv * Dqk; i++) src[i] = 100.0f + (float)i;
+        be->cache_write_rows(be, cache, &kl, src, Hkv, Dqk, slots, 3);
+        int ok = 1;
+        for (int i = 0; i < 3; i++)
+            for (int h = 0; h < Hkv; h++) {
+                size_t o = at(&kl, ident, slots[i], h);
+                for (int d = 0; d < Dqk; d++) {
+                    size_t e = o + d * kl.dim_stride;
+                    ok &= cache[e] == src[((size_t)i * Hkv + h) * Dqk + d];
+                    cache[e] = before[e];
+                }
+            }
+        ok &= !memcmp(before, cache, (size_t)num_blocks * block * sizeof(float));
+        CHECK_MSG(ok, "cache_write_rows (layout %d) wrote wrong vectors or touched others", (int)kind);
+        free(before);
+        free(src);
+    }
     free(cache);
     free(q);
     free(out);
@@ -113,7 +164,7 @@ static dense_config small_config(const char *type, int tied, int bias, int heads
 #define N_SEQS 3
 #define MAX_LEN 40
 
-static void check_decode_matches_forward(const dense_config *cfg) {
+static void check_decode_matches_forward(const dense_config *cfg, int block_size) {
     dense_model *m;
     CHECK_OK(dense_model_create(be, cfg, &m));
     if (!m) return;
@@ -127,7 +178,7 @@ static void check_decode_matches_forward(const dense_config *cfg) {
             be->to_device(be, param_ptr(ps, v), h, ps->views[v].numel * sizeof(float));
             free(h);
         }
-    const int V = cfg->vocab_size, lens[N_SEQS] = {23, 9, 31}, block_size = 4;
+    const int V = cfg->vocab_size, lens[N_SEQS] = {23, 9, 31}, max_blocks = MAX_LEN / block_size + 1;
     int32_t ids[N_SEQS][MAX_LEN];
     for (int s = 0; s < N_SEQS; s++)
         for (int t = 0; t < lens[s]; t++) ids[s][t] = (int32_t)(lcg_uniform() * V);
@@ -150,9 +201,8 @@ static void check_decode_matches_forward(const dense_config *cfg) {
     int32_t tables[N_SEQS][MAX_LEN / 4 + 1], perm[40];
     shuffle(perm, 40);
     for (int s = 0; s < N_SEQS; s++)
-        for (int b = 0; b < MAX_LEN / 4 + 1; b++) tables[s][b] = perm[s * (MAX_LEN / 4 + 1) + b];
-    lm_decode_limits lim = {.max_tokens = 64, .max_seqs = N_SEQS, .max_logits = 64,
-                            .max_blocks_per_seq = MAX_LEN / 4 + 1};
+        for (int b = 0; b < max_blocks; b++) tables[s][b] = perm[s * max_blocks + b];
+    lm_decode_limits lim = {.max_tokens = 64, .max_seqs = N_SEQS, .max_logits = 64, .max_blocks_per_seq = max_blocks};
     dense_decoder *d;
     CHECK_OK(dense_decoder_create(m, &lim, &d));
     int done[N_SEQS] = {0};
@@ -196,8 +246,8 @@ static void check_decode_matches_forward(const dense_config *cfg) {
     /* float32 with a different summation order than the full forward's attention tiles */
     CHECK_MSG(max_err < 2e-5, "%s: decode logits vs forward: max relative error %.3g over %d rows", cfg->model_type,
               max_err, compared);
-    printf("%s (Hq %d, Hkv %d): %d decoded rows, max relative error %.3g\n", cfg->model_type,
-           cfg->num_attention_heads, cfg->num_key_value_heads, compared, max_err);
+    printf("%s (Hq %d, Hkv %d, blocks of %d): %d decoded rows, max relative error %.3g\n", cfg->model_type,
+           cfg->num_attention_heads, cfg->num_key_value_heads, block_size, compared, max_err);
 
     /* input checks: bad id, block outside the pool, too many tokens, cache of another shape */
     lm_cache cache = *kv_pool_cache(pool);
@@ -205,7 +255,7 @@ static void check_decode_matches_forward(const dense_config *cfg) {
     float *logits;
     lm_decode_seq one = {&bad_id, 1, 0, 1, tables[0]};
     CHECK_FAILS(dense_decode(d, &cache, &one, 1, &logits), "outside the vocabulary");
-    one = (lm_decode_seq){&ok_id, 1, 4, 1, bad_table};
+    one = (lm_decode_seq){&ok_id, 1, block_size, 1, bad_table};
     CHECK_FAILS(dense_decode(d, &cache, &one, 1, &logits), "outside the cache");
     one = (lm_decode_seq){ids[0], 1, 0, 2, tables[0]};
     CHECK_FAILS(dense_decode(d, &cache, &one, 1, &logits), "n_logits");
@@ -245,19 +295,16 @@ static void check_pool(void) {
     kv_pool_release(p, b);
     CHECK_INT(1, kv_pool_num_free(p));
     CHECK_INT(b, kv_pool_alloc(p));
-    /* copy on write: rows of block a to block c in every layer */
+    /* copy on write: block a to block c in every layer */
     const lm_cache *cache = kv_pool_cache(p);
     size_t layer = (size_t)3 * 4 * 8;
     for (int l = 0; l < 2; l++)
         for (int i = 0; i < 4 * 8; i++) cache->base[l * layer + (size_t)a * 32 + i] = (float)(l * 100 + i + 1);
-    kv_pool_copy_rows(p, c, a, 3);
+    kv_pool_copy_block(p, c, a);
     int same = 1;
     for (int l = 0; l < 2; l++)
-        for (int i = 0; i < 4 * 8; i++) {
-            float want = i < 3 * 8 ? (float)(l * 100 + i + 1) : 0.0f;
-            if (cache->base[l * layer + (size_t)c * 32 + i] != want) same = 0;
-        }
-    CHECK_MSG(same, "kv_pool_copy_rows copied other than the first 3 rows of each layer");
+        for (int i = 0; i < 4 * 8; i++) same &= cache->base[l * layer + (size_t)c * 32 + i] == (float)(l * 100 + i + 1);
+    CHECK_MSG(same, "kv_pool_copy_block did not copy block a into c in every layer");
     kv_pool_release(p, a);
     kv_pool_release(p, b);
     kv_pool_release(p, c);
@@ -268,16 +315,22 @@ static void check_pool(void) {
 
 int main(void) {
     be = backend_cpu_create();
-    check_paged_attention(4, 2, 8, 8, 0);
-    check_paged_attention(6, 1, 20, 12, 0);
-    check_paged_attention(3, 3, 5, 7, 0);
-    check_paged_attention(4, 1, 24, 16, 1);   /* MLA: [latent 16 | rope 8] rows, values = latent */
+    for (layout_kind k = LAYOUT_ROWS; k <= LAYOUT_DENSE; k++)
+        for (int bs = 3; bs <= 16; bs += 13) {   /* 16: the dense layout's 16-wide kernels */
+            check_paged_attention(4, 2, 32, 32, k, bs);
+            check_paged_attention(6, 1, 20, 12, k, bs);
+            check_paged_attention(3, 3, 5, 7, k, bs);
+            check_paged_attention(16, 2, 40, 48, k, bs);   /* groups of 8 */
+        }
+    check_paged_attention(4, 1, 24, 16, LAYOUT_MLA, 3);    /* [latent 16 | rope 8] rows, values = latent */
+    check_paged_attention(16, 1, 48, 32, LAYOUT_MLA, 16);
     dense_config qwen = small_config("qwen2", 1, 1, 4, 2);
-    check_decode_matches_forward(&qwen);
+    check_decode_matches_forward(&qwen, 4);
     dense_config llama = small_config("llama", 0, 0, 2, 1);
-    check_decode_matches_forward(&llama);
+    check_decode_matches_forward(&llama, 4);
+    check_decode_matches_forward(&llama, 16);   /* head_dim 16, blocks of 16: the 16-wide kernels */
     dense_config mha = small_config("llama", 1, 1, 4, 4);
-    check_decode_matches_forward(&mha);
+    check_decode_matches_forward(&mha, 8);
     check_pool();
     backend_free(be);
     TEST_MAIN_END();

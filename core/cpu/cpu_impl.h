@@ -126,10 +126,11 @@ void cpu_token_logprobs_backward(backend *be, float *dlogits, const float *logit
                                  const int32_t *targets, const float *dlogprobs, int N, int V);
 
 /* ---- ops (cpu_decode.c): cached decoding over a paged cache ---- */
-void cpu_cache_write_rows(backend *be, float *dst, size_t dst_stride, const float *src, size_t src_stride, int width,
-                          const int32_t *rows, int N);
-void cpu_paged_attention(backend *be, float *out, const float *q, const float *k_cache, const float *v_cache,
-                         size_t row_stride, const int32_t *block_tables, int max_blocks, int block_size,
+void cpu_cache_write_rows(backend *be, float *dst, const backend_paged_layout *layout, const float *src, int H,
+                          int width, const int32_t *slots, int N);
+void cpu_paged_attention(backend *be, float *out, const float *q, const float *k_cache,
+                         const backend_paged_layout *k_layout, const float *v_cache,
+                         const backend_paged_layout *v_layout, const int32_t *block_tables, int max_blocks,
                          const int32_t *seq_of, const int32_t *ctx_len, int N, int Hq, int Hkv, int Dqk, int Dv,
                          float scale);
 
