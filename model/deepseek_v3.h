@@ -40,6 +40,7 @@
 
 #include "core/backend.h"
 #include "model/hf_config.h"
+#include "model/lm.h"
 #include "model/mla.h"
 #include "model/moe.h"
 #include "model/params.h"
@@ -123,6 +124,12 @@ double deepseek_v3_max_violation(const deepseek_v3_model *m);
 /* Sets the sequence-wise balance loss weight alpha (V3 eq. 17-20) of every MoE layer
  * (0: off, the default); takes effect at the next deepseek_v3_reserve. */
 void deepseek_v3_set_seq_aux_alpha(deepseek_v3_model *m, float alpha);
+
+/* ---- cached decoding (deepseek_v3_decode.c) ----
+ * The lm-level table model/lm.c puts into this family's lm_ops: a paged latent cache of
+ * kv_lora_rank + qk_rope_head_dim floats per token per layer (the normed latent, then the
+ * rotated shared RoPE key), absorbed attention, the main model only (no MTP). */
+extern const lm_decode_ops deepseek_v3_lm_decode_ops;
 
 /* ---- sizes without allocating (grpo info --model-config) ---- */
 typedef struct {

@@ -64,7 +64,8 @@ static void dsv3_lm_update_bias(lm *m, float gamma) { deepseek_v3_update_bias(m-
 static double dsv3_lm_max_violation(const lm *m) { return deepseek_v3_max_violation(m->impl); }
 
 static const lm_ops dsv3_lm_ops = {dsv3_lm_forward, dsv3_lm_backward, dsv3_lm_reserve, dsv3_lm_save,
-                                    dsv3_lm_destroy, NULL, dsv3_lm_update_bias, dsv3_lm_max_violation};
+                                    dsv3_lm_destroy, &deepseek_v3_lm_decode_ops, dsv3_lm_update_bias,
+                                    dsv3_lm_max_violation};
 
 static grpo_status wrap_dsv3(backend *be, deepseek_v3_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
