@@ -110,7 +110,8 @@ grpo_status deepseek_v3_backward(deepseek_v3_model *m, const float *dlogits);
 /* ---- auxiliary-loss-free balancing (V3 report eq. 16) ----
  * After each optimizer step: every MoE layer's e_score_correction_bias +=
  * gamma * sign(mean load - load_e), from the loads of all forwards since the last call,
- * which are then cleared. gamma = 0 only clears. */
+ * which are then cleared (moe_update_bias; gamma = 0 does nothing, the loads keep
+ * accumulating). Covers the MTP blocks' MoE layers too. */
 void deepseek_v3_update_bias(deepseek_v3_model *m, float gamma);
 /* Number of MoE layers (main layers first, then the MTP blocks' MoE layers). */
 int deepseek_v3_num_moe_layers(const deepseek_v3_model *m);
