@@ -97,6 +97,7 @@ static void cpu_destroy(backend *be) {
     if (impl) {
         for (int i = 0; i < impl->n_slots; i++) free(impl->scratch[i]);
         free(impl->scratch);
+        free(impl->gemm_panel);
         pthread_mutex_destroy(&impl->scratch_lock);
         free(impl);
     }

@@ -31,6 +31,8 @@ typedef struct {
     size_t scratch_floats;  /* capacity of each buffer, in floats */
     int n_slots;            /* number of buffers = threads the team may have */
     pthread_mutex_t scratch_lock;   /* held from cpu_scratch_acquire to cpu_scratch_release */
+    float *gemm_panel;      /* cpu_gemm's shared panel of op(B), grown on demand; under the lock */
+    size_t gemm_panel_floats;
 } cpu_impl;
 
 /* Takes the scratch lock and makes sure every thread of the op's next parallel region
@@ -82,6 +84,14 @@ void cpu_vec_swiglu(float *out, const float *gate, const float *up, size_t n);
 /* SwiGLU backward over j < n: dgate = dout up silu'(gate), dup = dout silu(gate) (written). */
 void cpu_vec_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                              size_t n);
+
+/* ---- cpu_gemm.c: the AVX-512 product cpu_matmul uses where it can ---- */
+/* 1 when cpu_gemm should run this product: the CPU has AVX-512 (x86-64-v4), the build
+ * has the kernels, GRPO_CPU_GEMM is not "blas", and the sizes are large enough. */
+int cpu_gemm_wanted(int M, int N, int K);
+/* cpu_matmul's contract, for M, N, K > 0 and alpha != 0. */
+void cpu_gemm(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
 
 /* ---- ops (cpu_matmul.c) ---- */
 void cpu_matmul(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,

@@ -1,5 +1,6 @@
-/* Matrix products on the CPU: one call to OpenBLAS's cblas_sgemm, row-major. OpenBLAS
- * threads the call itself (with the OpenMP flavour the build prefers, on our OpenMP
+/* Matrix products on the CPU: cpu_gemm (cpu_gemm.c) on CPUs with AVX-512 for products
+ * big enough to pack, else one call to OpenBLAS's cblas_sgemm, row-major. Both thread
+ * the call themselves (OpenBLAS with the OpenMP flavour the build prefers, on our OpenMP
  * threads), so callers call it once per product, not from inside a parallel loop. */
 #include "core/cpu/cpu_impl.h"
 
@@ -10,7 +11,6 @@
  * each row `ld*` elements apart. beta == 0 ignores what C held (NaN included). */
 void cpu_matmul(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    (void)be;
     GRPO_ASSERTF(M >= 0 && N >= 0 && K >= 0, "matmul: negative size M=%d N=%d K=%d", M, N, K);
     /* Row strides must cover a stored row: BLAS rejects anything else with a bare
      * parameter number, so say which one here. */
@@ -25,6 +25,10 @@ void cpu_matmul(backend *be, int trans_a, int trans_b, int M, int N, int K, floa
             float *c = C + (size_t)i * ldc;
             for (int j = 0; j < N; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
         }
+        return;
+    }
+    if (cpu_gemm_wanted(M, N, K)) {
+        cpu_gemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N,

@@ -1,0 +1,326 @@
+/* Single-precision matrix product for x86-64 CPUs with AVX-512 (x86-64-v4), which
+ * cpu_matmul uses there instead of OpenBLAS: the OpenBLAS a distribution ships may not
+ * know a newer CPU and run its AVX2 kernels (half the FMA width of a Zen 5 core: ~115
+ * against ~210 GFLOP/s a core measured on an EPYC of family 1Ah), or be pinned to them
+ * by OPENBLAS_CORETYPE. Blocked like GotoBLAS/BLIS (Goto & van de Geijn 2008, "Anatomy
+ * of high-performance matrix multiplication"; Van Zee & van de Geijn 2015, "BLIS"): op(B)
+ * is packed once per product into strips of GEMM_NR columns shared by the threads; each
+ * task packs GEMM_MC x GEMM_KC blocks of its own rows of op(A) into strips of GEMM_MR
+ * rows, and a register-blocked GEMM_MR x GEMM_NR kernel multiplies strip pairs. Every
+ * element of C is summed in the same order whatever the number of threads. */
+#include "core/cpu/cpu_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define CPU_GEMM_BUILT 1
+#define GEMM_TARGET __attribute__((target("arch=x86-64-v4")))
+#else
+#define CPU_GEMM_BUILT 0
+#endif
+
+/* Register tile: 12 rows x 32 columns = 24 accumulators of 16 floats, out of the 32
+ * vector registers of AVX-512. Cache blocks: a GEMM_KC x GEMM_NR strip of op(B) (32 KiB)
+ * stays in L1 while the kernel runs down the GEMM_MR x GEMM_KC strips of a block of
+ * op(A) (144 KiB) held in L2; the packed op(B) (up to 16 MiB) sits in L2/L3. */
+#define GEMM_MR 12
+#define GEMM_NR 32
+#define GEMM_KC 256
+#define GEMM_MC 144
+
+/* Below these sizes OpenBLAS runs the product (no packing to amortise). */
+#define GEMM_MIN_M 32
+#define GEMM_MIN_N 32
+#define GEMM_MIN_K 16
+/* Flops per thread below which a product runs on fewer threads. */
+#define GEMM_FLOPS_PER_THREAD (4.0 * 1024 * 1024)
+/* The most floats of op(B) packed at once (16 MiB): all of K, as many columns as fit. */
+#define GEMM_PANEL_FLOATS (4u << 20)
+/* Tasks (blocks of rows of C) per thread, so a thread slowed down is covered. */
+#define GEMM_TASKS_PER_THREAD 4
+
+#if CPU_GEMM_BUILT
+
+typedef float gemm_v16 __attribute__((vector_size(64)));
+
+#define GLOAD(v, p) memcpy(&(v), (p), sizeof(gemm_v16))
+#define GSTORE(p, v) memcpy((p), &(v), sizeof(gemm_v16))
+
+/* Ap: [kc][GEMM_MR] (one strip), Bp: [kc][GEMM_NR] (one strip).
+ * C[r][c] = acc + beta * C[r][c] for r < GEMM_MR, c < GEMM_NR; beta == 0 ignores C. */
+GEMM_TARGET static void gemm_kernel(int kc, const float *restrict Ap, const float *restrict Bp, float *restrict C,
+                                    size_t ldc, float beta) {
+    gemm_v16 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+    gemm_v16 c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0}, c60 = {0}, c61 = {0}, c70 = {0}, c71 = {0};
+    gemm_v16 c80 = {0}, c81 = {0}, c90 = {0}, c91 = {0}, ca0 = {0}, ca1 = {0}, cb0 = {0}, cb1 = {0};
+    for (int p = 0; p < kc; p++, Ap += GEMM_MR, Bp += GEMM_NR) {
+        gemm_v16 b0, b1;
+        GLOAD(b0, Bp);
+        GLOAD(b1, Bp + 16);
+#define GEMM_ROW(r, x0, x1) \
+        do {                \
+            float a = Ap[r]; \
+            x0 += a * b0;   \
+            x1 += a * b1;   \
+        } while (0)
+        GEMM_ROW(0, c00, c01);
+        GEMM_ROW(1, c10, c11);
+        GEMM_ROW(2, c20, c21);
+        GEMM_ROW(3, c30, c31);
+        GEMM_ROW(4, c40, c41);
+        GEMM_ROW(5, c50, c51);
+        GEMM_ROW(6, c60, c61);
+        GEMM_ROW(7, c70, c71);
+        GEMM_ROW(8, c80, c81);
+        GEMM_ROW(9, c90, c91);
+        GEMM_ROW(10, ca0, ca1);
+        GEMM_ROW(11, cb0, cb1);
+#undef GEMM_ROW
+    }
+#define GEMM_STORE(r, x0, x1)                      \
+    do {                                           \
+        float *c = C + (size_t)(r) * ldc;          \
+        if (beta != 0.0f) {                        \
+            gemm_v16 o0, o1;                       \
+            GLOAD(o0, c);                          \
+            GLOAD(o1, c + 16);                     \
+            x0 += beta * o0;                       \
+            x1 += beta * o1;                       \
+        }                                          \
+        GSTORE(c, x0);                             \
+        GSTORE(c + 16, x1);                        \
+    } while (0)
+    GEMM_STORE(0, c00, c01);
+    GEMM_STORE(1, c10, c11);
+    GEMM_STORE(2, c20, c21);
+    GEMM_STORE(3, c30, c31);
+    GEMM_STORE(4, c40, c41);
+    GEMM_STORE(5, c50, c51);
+    GEMM_STORE(6, c60, c61);
+    GEMM_STORE(7, c70, c71);
+    GEMM_STORE(8, c80, c81);
+    GEMM_STORE(9, c90, c91);
+    GEMM_STORE(10, ca0, ca1);
+    GEMM_STORE(11, cb0, cb1);
+#undef GEMM_STORE
+}
+
+/* A partial tile (rows < GEMM_MR or cols < GEMM_NR): the kernel writes a full tile into
+ * `tile`, and the valid corner goes to C. */
+GEMM_TARGET static void gemm_kernel_edge(int kc, const float *Ap, const float *Bp, float *C, size_t ldc, float beta,
+                                         int rows, int cols, float *tile) {
+    gemm_kernel(kc, Ap, Bp, tile, GEMM_NR, 0.0f);
+    for (int r = 0; r < rows; r++) {
+        float *c = C + (size_t)r * ldc;
+        const float *t = tile + (size_t)r * GEMM_NR;
+        if (beta == 0.0f)
+            for (int j = 0; j < cols; j++) c[j] = t[j];
+        else
+            for (int j = 0; j < cols; j++) c[j] = t[j] + beta * c[j];
+    }
+}
+
+/* Packs rows [i0, i0 + mc) x columns [p0, p0 + kc) of op(A) (times alpha) into strips of
+ * GEMM_MR rows: Ap[s][p][r] = alpha op(A)[i0 + s GEMM_MR + r][p0 + p], zero past mc. */
+GEMM_TARGET static void gemm_pack_a(float *restrict Ap, const float *restrict A, size_t lda, int trans_a, int i0,
+                                    int mc, int p0, int kc, float alpha) {
+    for (int s = 0; s < mc; s += GEMM_MR) {
+        int rows = mc - s < GEMM_MR ? mc - s : GEMM_MR;
+        float *dst = Ap + (size_t)s * kc;
+        if (trans_a) {   /* op(A)[i][p] = A[p][i]: GEMM_MR consecutive floats per p */
+            const float *src = A + (size_t)p0 * lda + i0 + s;
+            for (int p = 0; p < kc; p++, src += lda, dst += GEMM_MR) {
+                int r = 0;
+                for (; r < rows; r++) dst[r] = alpha * src[r];
+                for (; r < GEMM_MR; r++) dst[r] = 0.0f;
+            }
+        } else {   /* op(A)[i][p] = A[i][p]: rows read along p, written interleaved */
+            const float *src = A + (size_t)(i0 + s) * lda + p0;
+            for (int r = 0; r < GEMM_MR; r++) {
+                const float *a = src + (size_t)r * lda;
+                float *d = dst + r;
+                if (r < rows)
+                    for (int p = 0; p < kc; p++) d[(size_t)p * GEMM_MR] = alpha * a[p];
+                else
+                    for (int p = 0; p < kc; p++) d[(size_t)p * GEMM_MR] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Packs one strip of op(B): rows [p0, p0 + kc) x columns [j0, j0 + cols) (cols <=
+ * GEMM_NR) into Bp[p][c] = op(B)[p0 + p][j0 + c], zero past cols. */
+GEMM_TARGET static void gemm_pack_b_strip(float *restrict Bp, const float *restrict B, size_t ldb, int trans_b,
+                                          int p0, int kc, int j0, int cols) {
+    if (!trans_b) {   /* op(B)[p][j] = B[p][j]: GEMM_NR consecutive floats per p */
+        const float *src = B + (size_t)p0 * ldb + j0;
+        for (int p = 0; p < kc; p++, src += ldb, Bp += GEMM_NR) {
+            if (cols == GEMM_NR) {
+                memcpy(Bp, src, GEMM_NR * sizeof(float));
+            } else {
+                int c = 0;
+                for (; c < cols; c++) Bp[c] = src[c];
+                for (; c < GEMM_NR; c++) Bp[c] = 0.0f;
+            }
+        }
+    } else {   /* op(B)[p][j] = B[j][p]: columns of the strip are rows of B */
+        for (int c = 0; c < GEMM_NR; c++) {
+            float *d = Bp + c;
+            if (c < cols) {
+                const float *b = B + (size_t)(j0 + c) * ldb + p0;
+                for (int p = 0; p < kc; p++) d[(size_t)p * GEMM_NR] = b[p];
+            } else {
+                for (int p = 0; p < kc; p++) d[(size_t)p * GEMM_NR] = 0.0f;
+            }
+        }
+    }
+}
+
+typedef struct {
+    int trans_a, trans_b, M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    size_t lda, ldb, ldc;
+    int task_rows;   /* rows of C per task (a multiple of GEMM_MR) */
+    float *panel;    /* op(B)[:, jc : jc + nc] packed, [K][nc] in strips; shared */
+} gemm_job;
+
+/* C[m0:m1, jc:jc+nc] = op(A)[m0:m1, pc:pc+kc] Bp + beta C, Bp: [kc][nc] packed in strips;
+ * C points at column jc of row 0. */
+GEMM_TARGET static void gemm_rows(const gemm_job *g, float *C, float beta, const float *Bp, int m0, int m1, int nc,
+                                  int pc, int kc, float *Ap, float *tile) {
+    size_t ldc = g->ldc;
+    for (int ic = m0; ic < m1; ic += GEMM_MC) {
+        int mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
+        gemm_pack_a(Ap, g->A, g->lda, g->trans_a, ic, mc, pc, kc, g->alpha);
+        for (int jr = 0; jr < nc; jr += GEMM_NR) {
+            int cols = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
+            const float *Bs = Bp + (size_t)jr * kc;
+            for (int ir = 0; ir < mc; ir += GEMM_MR) {
+                int rows = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                float *c = C + (size_t)(ic + ir) * ldc + jr;
+                const float *As = Ap + (size_t)ir * kc;
+                if (rows == GEMM_MR && cols == GEMM_NR)
+                    gemm_kernel(kc, As, Bs, c, ldc, beta);
+                else
+                    gemm_kernel_edge(kc, As, Bs, c, ldc, beta, rows, cols, tile);
+            }
+        }
+    }
+}
+
+/* Floats of a [K][nc] panel packed in strips (nc rounded up to whole strips). */
+static size_t gemm_panel_floats(int K, int nc) { return (size_t)K * (size_t)((nc + GEMM_NR - 1) / GEMM_NR * GEMM_NR); }
+
+/* Columns of op(B) packed at once: the panel holds all of K for them. */
+static int gemm_panel_cols(int K, int N) {
+    size_t cap = (size_t)GEMM_PANEL_FLOATS / (size_t)K / GEMM_NR * GEMM_NR;
+    if (cap < GEMM_NR) cap = GEMM_NR;
+    return N < (int)cap ? N : (int)cap;
+}
+
+/* Run by every thread of the team (or alone, outside any parallel region). For each
+ * panel of op(B) (all of K, as many columns as fit): the threads pack its strips, then
+ * take tasks of task_rows rows of C, each packing its own rows of op(A). Tasks are handed
+ * out as threads come free, so a thread the OS puts aside for a while holds up at most
+ * one task; every element of C is summed in the same order however they are handed out. */
+GEMM_TARGET static void gemm_team(const gemm_job *g, float *scratch) {
+    float *Ap = scratch, *tile = Ap + (size_t)GEMM_MC * GEMM_KC;
+    int ncols = gemm_panel_cols(g->K, g->N);
+    int kblocks = (g->K + GEMM_KC - 1) / GEMM_KC;
+    int ntasks = (g->M + g->task_rows - 1) / g->task_rows;
+    for (int jc = 0; jc < g->N; jc += ncols) {
+        int nc = g->N - jc < ncols ? g->N - jc : ncols;
+        int nstrips = (nc + GEMM_NR - 1) / GEMM_NR;
+        size_t stride = gemm_panel_floats(1, nc);   /* floats per row of K */
+        CPU_OMP(for schedule(dynamic, 1))
+        for (int job = 0; job < kblocks * nstrips; job++) {
+            int pc = job / nstrips * GEMM_KC, s = job % nstrips;
+            int kc = g->K - pc < GEMM_KC ? g->K - pc : GEMM_KC;
+            int cols = nc - s * GEMM_NR < GEMM_NR ? nc - s * GEMM_NR : GEMM_NR;
+            gemm_pack_b_strip(g->panel + (size_t)pc * stride + (size_t)s * GEMM_NR * kc, g->B, g->ldb, g->trans_b, pc,
+                              kc, jc + s * GEMM_NR, cols);
+        }
+        /* (the loop's implicit barrier: the panel is whole) */
+        CPU_OMP(for schedule(dynamic, 1))
+        for (int task = 0; task < ntasks; task++) {
+            int m0 = task * g->task_rows, m1 = m0 + g->task_rows < g->M ? m0 + g->task_rows : g->M;
+            for (int pc = 0; pc < g->K; pc += GEMM_KC) {
+                int kc = g->K - pc < GEMM_KC ? g->K - pc : GEMM_KC;
+                gemm_rows(g, g->C + jc, pc == 0 ? g->beta : 1.0f, g->panel + (size_t)pc * stride, m0, m1, nc, pc, kc,
+                          Ap, tile);
+            }
+        }
+        /* (implicit barrier: the panel may be repacked) */
+    }
+}
+
+static int gemm_usable = -1;
+
+static void gemm_probe(void) {
+    __builtin_cpu_init();
+    const char *env = getenv("GRPO_CPU_GEMM");
+    gemm_usable = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                  !(env && strcmp(env, "blas") == 0);
+}
+
+static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
+
+int cpu_gemm_wanted(int M, int N, int K) {
+    pthread_once(&gemm_once, gemm_probe);
+    return gemm_usable && M >= GEMM_MIN_M && N >= GEMM_MIN_N && K >= GEMM_MIN_K;
+}
+
+void cpu_gemm(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    cpu_impl *impl = be->impl;
+    int strips = (M + GEMM_MR - 1) / GEMM_MR;
+    int nthreads = cpu_max_threads();
+    int by_work = (int)(2.0 * M * N * K / GEMM_FLOPS_PER_THREAD) + 1;
+    if (nthreads > by_work) nthreads = by_work;
+    if (nthreads > strips) nthreads = strips;
+    if (nthreads < 1) nthreads = 1;
+    /* About GEMM_TASKS_PER_THREAD tasks a thread, at most GEMM_MC rows each. */
+    int task_strips = (strips + nthreads * GEMM_TASKS_PER_THREAD - 1) / (nthreads * GEMM_TASKS_PER_THREAD);
+    if (task_strips * GEMM_MR > GEMM_MC) task_strips = GEMM_MC / GEMM_MR;
+    if (task_strips < 1) task_strips = 1;
+
+    cpu_scratch_acquire(be, (size_t)GEMM_MC * GEMM_KC + (size_t)GEMM_MR * GEMM_NR);
+    size_t panel = gemm_panel_floats(K, gemm_panel_cols(K, N));
+    if (panel > impl->gemm_panel_floats) {
+        free(impl->gemm_panel);
+        void *p = NULL;
+        GRPO_ASSERTF(posix_memalign(&p, 64, panel * sizeof(float)) == 0,
+                     "cpu backend: out of memory for a %zu-float matmul panel", panel);
+        impl->gemm_panel = p;
+        impl->gemm_panel_floats = panel;
+    }
+    gemm_job g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, (size_t)lda, (size_t)ldb, (size_t)ldc,
+                  task_strips * GEMM_MR, impl->gemm_panel};
+    if (nthreads == 1) {
+        gemm_team(&g, cpu_scratch_thread(be));
+    } else {
+        CPU_OMP(parallel num_threads(nthreads))
+        gemm_team(&g, cpu_scratch_thread(be));
+    }
+    cpu_scratch_release(be);
+}
+
+#else /* !CPU_GEMM_BUILT */
+
+int cpu_gemm_wanted(int M, int N, int K) {
+    (void)M, (void)N, (void)K;
+    return 0;
+}
+
+void cpu_gemm(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    (void)be, (void)trans_a, (void)trans_b, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B,
+        (void)ldb, (void)beta, (void)C, (void)ldc;
+    GRPO_ASSERTF(0, "cpu_gemm: not built for this compiler/architecture");
+}
+
+#endif
