@@ -79,6 +79,12 @@ grpo_status deepseek_v3_load_dir(backend *be, const char *dir, deepseek_v3_model
 /* Writes dir/config.json and dir/model.safetensors (float32, official tensor names incl.
  * the MTP modules and their shared copies), creating dir when missing. */
 grpo_status deepseek_v3_save(const deepseek_v3_model *m, const char *dir);
+/* The same in shards of at most max_shard_bytes (a larger tensor gets a shard of its own):
+ * model-0000i-of-0000N.safetensors + model.safetensors.index.json (total_size, weight_map),
+ * as save_pretrained lays them out; one model.safetensors when everything fits in one. The
+ * other layout's entry file (a stale index or single file) is removed; older shard files
+ * that the new index does not name are left (harmless: the index decides). */
+grpo_status deepseek_v3_save_sharded(const deepseek_v3_model *m, const char *dir, size_t max_shard_bytes);
 
 /* Sizes activations for up to B * T tokens per forward (T <= max_position_embeddings),
  * keeping what backward (and the MTP loss) needs; frees the previous block. */

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/fs.h"
 #include "core/log.h"
 
 #define FP8_BLOCK 128
@@ -205,37 +207,112 @@ grpo_status deepseek_v3_load_dir(backend *be, const char *dir, deepseek_v3_model
     return GRPO_OK;
 }
 
-grpo_status deepseek_v3_save(const deepseek_v3_model *m, const char *dir) {
+/* One tensor to write: a view, or an official MTP copy of a shared view. */
+typedef struct {
+    char name[PARAM_NAME_MAX];
+    const param_view *view;
+} save_item;
+
+/* The views in declaration order, then the MTP modules' copies of the shared embedding and
+ * head (the official V3 layout repeats them inside each MTP module). *n set; caller frees. */
+static save_item *save_items(const deepseek_v3_model *m, int *n) {
+    const param_set *ps = &m->params;
+    int count = ps->count + 2 * m->cfg.num_nextn_predict_layers;
+    save_item *items = calloc((size_t)count, sizeof *items);
+    if (!items) return NULL;
+    for (int v = 0; v < ps->count; v++) {
+        snprintf(items[v].name, PARAM_NAME_MAX, "%s", ps->views[v].name);
+        items[v].view = &ps->views[v];
+    }
+    for (int k = 0; k < m->cfg.num_nextn_predict_layers; k++) {
+        int layer = m->cfg.num_hidden_layers + k;
+        save_item *e = &items[ps->count + 2 * k], *h = e + 1;
+        snprintf(e->name, PARAM_NAME_MAX, "model.layers.%d.embed_tokens.weight", layer);
+        e->view = &ps->views[m->embed_view];
+        snprintf(h->name, PARAM_NAME_MAX, "model.layers.%d.shared_head.head.weight", layer);
+        h->view = &ps->views[m->lm_head_view >= 0 ? m->lm_head_view : m->embed_view];
+    }
+    *n = count;
+    return items;
+}
+
+/* Writes items [first, last) of host data into path (float32). */
+static grpo_status write_shard(const save_item *items, int first, int last, const float *host, const char *path) {
+    st_writer *w = st_writer_create();
+    grpo_status s = w ? GRPO_OK : grpo_fail(GRPO_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = first; i < last && s == GRPO_OK; i++)
+        s = st_writer_add(w, items[i].name, ST_F32, items[i].view->ndim, items[i].view->shape,
+                          host + items[i].view->offset);
+    if (s == GRPO_OK) s = st_writer_add_metadata(w, "format", "pt");
+    if (s == GRPO_OK) s = st_writer_save(w, path);
+    st_writer_free(w);
+    return s;
+}
+
+grpo_status deepseek_v3_save_sharded(const deepseek_v3_model *m, const char *dir, size_t max_shard_bytes) {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return grpo_fail(GRPO_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
     char path[4096];
     GRPO_TRY(join(path, sizeof path, dir, "config.json"));
     GRPO_TRY(hf_config_v3_write(&m->cfg, path));
-    GRPO_TRY(join(path, sizeof path, dir, "model.safetensors"));
     const param_set *ps = &m->params;
+    int n = 0;
+    save_item *items = save_items(m, &n);
     float *host = malloc(ps->total * sizeof(float));
-    st_writer *w = st_writer_create();
+    int *shard_of = calloc((size_t)n + 1, sizeof(int));
     grpo_status s = GRPO_OK;
-    if (!host || !w) s = grpo_fail(GRPO_ERR_NOMEM, "%s: out of memory saving %zu parameters", path, ps->total);
+    if (!items || !host || !shard_of) s = grpo_fail(GRPO_ERR_NOMEM, "%s: out of memory saving %zu parameters", dir,
+                                                    ps->total);
     if (s == GRPO_OK) m->be->to_host(m->be, host, ps->data, ps->total * sizeof(float));
-    for (int v = 0; v < ps->count && s == GRPO_OK; v++) {
-        const param_view *pv = &ps->views[v];
-        s = st_writer_add(w, pv->name, ST_F32, pv->ndim, pv->shape, host + pv->offset);
+    /* shards in item order, each up to max_shard_bytes (a larger tensor gets its own) */
+    int shards = 0;
+    size_t used = 0, total_bytes = 0;
+    for (int i = 0; i < n && s == GRPO_OK; i++) {
+        size_t bytes = items[i].view->numel * sizeof(float);
+        if (i == 0 || (max_shard_bytes > 0 && used > 0 && used + bytes > max_shard_bytes)) {
+            shards++;
+            used = 0;
+        }
+        shard_of[i] = shards - 1;
+        used += bytes;
+        total_bytes += bytes;
     }
-    /* The official V3 layout repeats the shared embedding and head inside each MTP module. */
-    for (int k = 0; k < m->cfg.num_nextn_predict_layers && s == GRPO_OK; k++) {
-        int layer = m->cfg.num_hidden_layers + k;
-        const param_view *embed = &ps->views[m->embed_view];
-        const param_view *head = &ps->views[m->lm_head_view >= 0 ? m->lm_head_view : m->embed_view];
-        char name[PARAM_NAME_MAX];   /* st_writer_add copies names */
-        snprintf(name, sizeof name, "model.layers.%d.embed_tokens.weight", layer);
-        s = st_writer_add(w, name, ST_F32, embed->ndim, embed->shape, host + embed->offset);
-        snprintf(name, sizeof name, "model.layers.%d.shared_head.head.weight", layer);
-        if (s == GRPO_OK) s = st_writer_add(w, name, ST_F32, head->ndim, head->shape, host + head->offset);
+    /* st_open prefers an index over model.safetensors: never leave the other layout behind */
+    if (s == GRPO_OK) s = join(path, sizeof path, dir, shards <= 1 ? "model.safetensors.index.json" : "model.safetensors");
+    if (s == GRPO_OK && unlink(path) != 0 && errno != ENOENT)
+        s = grpo_fail(GRPO_ERR_IO, "%s: cannot remove the stale file: %s", path, strerror(errno));
+    if (s == GRPO_OK && shards <= 1) {
+        s = join(path, sizeof path, dir, "model.safetensors");
+        if (s == GRPO_OK) s = write_shard(items, 0, n, host, path);
+    } else if (s == GRPO_OK) {
+        /* model-0000i-of-0000N.safetensors + model.safetensors.index.json, as save_pretrained */
+        size_t cap = 256 + (size_t)n * (PARAM_NAME_MAX + 48), len = 0;
+        char *index = malloc(cap);
+        if (!index) s = grpo_fail(GRPO_ERR_NOMEM, "%s: out of memory", dir);
+        if (index) len += (size_t)snprintf(index, cap, "{\n  \"metadata\": {\n    \"total_size\": %zu\n  },\n"
+                                           "  \"weight_map\": {\n", total_bytes);
+        for (int i = 0, first = 0; s == GRPO_OK && i <= n; i++) {
+            if (i < n && shard_of[i] == shard_of[first]) continue;
+            char file[64];
+            snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", shard_of[first] + 1, shards);
+            s = join(path, sizeof path, dir, file);
+            if (s == GRPO_OK) s = write_shard(items, first, i, host, path);
+            for (int j = first; j < i; j++)
+                len += (size_t)snprintf(index + len, cap - len, "    \"%s\": \"%s\"%s\n", items[j].name, file,
+                                        j + 1 < n ? "," : "");
+            first = i;
+        }
+        if (s == GRPO_OK) {
+            len += (size_t)snprintf(index + len, cap - len, "  }\n}\n");
+            s = join(path, sizeof path, dir, "model.safetensors.index.json");
+            if (s == GRPO_OK) s = fs_write_atomic(path, index, len);
+        }
+        free(index);
     }
-    if (s == GRPO_OK) s = st_writer_add_metadata(w, "format", "pt");
-    if (s == GRPO_OK) s = st_writer_save(w, path);
-    st_writer_free(w);
+    free(items);
     free(host);
+    free(shard_of);
     return s;
 }
+
+grpo_status deepseek_v3_save(const deepseek_v3_model *m, const char *dir) { return deepseek_v3_save_sharded(m, dir, 0); }
