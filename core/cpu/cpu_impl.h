@@ -79,6 +79,10 @@ double cpu_vec_sum_exp(const float *x, size_t n, float shift);
 void cpu_vec_exp_scale(float *y, const float *x, size_t n, float shift, float alpha);
 /* max of x[0..n) (-inf when n == 0). */
 float cpu_vec_max(const float *x, int n);
+/* x[j] = exp(x[j] - shift[j]) for j < n, in place. */
+void cpu_vec_exp_sub(float *x, const float *shift, int n);
+/* p[j] = p[j] (dp[j] - d[j]) scale for j < n: the softmax backward, dS = P (dP - D). */
+void cpu_vec_softmax_grad(float *p, const float *dp, const float *d, float scale, int n);
 /* out[j] = silu(gate[j]) * up[j] for j < n, the sigmoid through the exp above. */
 void cpu_vec_swiglu(float *out, const float *gate, const float *up, size_t n);
 /* SwiGLU backward over j < n: dgate = dout up silu'(gate), dup = dout silu(gate) (written). */
