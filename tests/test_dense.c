@@ -143,9 +143,9 @@ static int finite_difference_check(dense_model *m, loss_spec *ls, const char *la
             set1(p, orig + (float)eps);
             double lp = eval_loss(m, ls);
             set1(p, orig - (float)eps);
-            double lm = eval_loss(m, ls);
+            double lminus = eval_loss(m, ls);
             set1(p, orig);
-            double numeric = (lp - lm) / (2 * eps), analytic = grad[pv->offset + idx];
+            double numeric = (lp - lminus) / (2 * eps), analytic = grad[pv->offset + idx];
             double err = fabs(analytic - numeric), allowed = rtol * fmax(fabs(analytic), fabs(numeric)) + atol;
             if (fmax(fabs(analytic), fabs(numeric)) > 10 * atol) significant++;
             worst = fmax(worst, err / allowed);

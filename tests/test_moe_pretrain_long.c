@@ -35,8 +35,8 @@ typedef struct {
 static int32_t *make_corpus(tokenizer *tok, size_t want, size_t *have) {
     int32_t *out = malloc(want * sizeof(int32_t));
     size_t n = 0;
-    data_arith_options opt = {2, "+-*"};
-    char prompt[1024], answer[256], response[2048], text[4096];
+    data_arith_options opt = {.difficulty = 2, .ops = "+-*"};
+    char prompt[1024], answer[1024], response[2048], text[4096];
     for (uint64_t i = 0; n < want; i++) {
         data_arith_problem(99, i, &opt, prompt, answer, response, sizeof prompt);
         snprintf(text, sizeof text, "%s %s", prompt, response);
