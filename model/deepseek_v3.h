@@ -135,7 +135,8 @@ void deepseek_v3_set_seq_aux_alpha(deepseek_v3_model *m, float alpha);
 /* ---- cached decoding (deepseek_v3_decode.c) ----
  * The lm-level table model/lm.c puts into this family's lm_ops: a paged latent cache of
  * kv_lora_rank + qk_rope_head_dim floats per token per layer (the normed latent, then the
- * rotated shared RoPE key), absorbed attention, the main model only (no MTP). */
+ * rotated shared RoPE key), absorbed attention; with one cache layer more, the MTP module
+ * drafts (lm_decode_ops.draft) for speculative decoding. */
 extern const lm_decode_ops deepseek_v3_lm_decode_ops;
 
 /* ---- sizes without allocating (grpo info --model-config) ---- */

@@ -9,7 +9,13 @@
  * so the backend's paged_attention runs with Hkv = 1, keys = the whole cache row and values
  * = its latent part. MLPs (dense or DeepSeekMoE) run on the new tokens only. The MoE layers
  * route with a decoder-owned moe_layer, so decoding never adds to the training routing
- * statistics (nor the bias updates). MTP modules are not run here. */
+ * statistics (nor the bias updates).
+ *
+ * Multi-token prediction (V3 report sec. 2.2, eq. 21-25) for speculative decoding: with a
+ * cache that has one layer more than the main model (mtp_layers), decode keeps every new
+ * token's final-normed hidden state h^0, and draft runs MTP module 1 over chosen positions:
+ *   h'_i = eh_proj([enorm(emb(t_{i+1})); hnorm(h^0_i)]),  h_i = block(h'_i) (its MLA over
+ *   its own cache layer), logits_i = lm_head(shared_head.norm(h_i)) guessing t_{i+2}. */
 #include "model/deepseek_v3_impl.h"
 
 #include <limits.h>
@@ -35,9 +41,12 @@ typedef struct {
     float *gate, *up, *act;   /* [T, intermediate] (dense layers) */
     float *identity;       /* [rope, rope] */
     float *x_last, *xn_last, *logits;   /* [G, D], [G, D], [G, V] */
+    float *h0;             /* [T, D] final-normed hidden of the last decode's tokens (MTP caches) */
+    float *en, *hn;        /* [T, D] the draft's normed embedding and hidden halves */
+    int hidden_rows;       /* rows of h0 valid for draft (0: none) */
     int32_t *ids, *positions, *slots, *seq_of, *ctx_len;   /* [T] */
     int32_t *block_tables; /* [S, max_blocks] */
-    int32_t *host;         /* 5 T + S * max_blocks */
+    int32_t *host;         /* 5 T + S * max_blocks staging (decode and draft) */
 } dsv3_decoder;
 
 static size_t cache_floats(const deepseek_v3_model *m) {
@@ -81,6 +90,9 @@ static void carve_all(dsv3_decoder *d, carver *cv) {
     d->x_last = carve(cv, G * D);
     d->xn_last = carve(cv, G * D);
     d->logits = carve(cv, G * (size_t)c->vocab_size);
+    d->h0 = carve(cv, T * D);
+    d->en = carve(cv, T * D);
+    d->hn = carve(cv, T * D);
     d->ids = (int32_t *)carve(cv, T);
     d->positions = (int32_t *)carve(cv, T);
     d->slots = (int32_t *)carve(cv, T);
@@ -152,11 +164,13 @@ static grpo_status stage(dsv3_decoder *d, const lm_cache *cache, const lm_decode
                          int *G_out) {
     const deepseek_v3_config *c = &d->m->cfg;
     const lm_decode_limits *l = &d->lim;
-    if (cache->num_layers != c->num_hidden_layers || cache->floats_per_token != cache_floats(d->m) ||
-        cache->block_size < 1 || cache->num_blocks < 1 || !cache->base)
+    int mtp = c->num_nextn_predict_layers > 0;
+    if ((cache->num_layers != c->num_hidden_layers && cache->num_layers != c->num_hidden_layers + mtp) ||
+        cache->floats_per_token != cache_floats(d->m) || cache->block_size < 1 || cache->num_blocks < 1 || !cache->base)
         return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: cache of %d layers x %zu floats per token (block size "
-                         "%d, %d blocks); the model needs %d layers x %zu", cache->num_layers, cache->floats_per_token,
-                         cache->block_size, cache->num_blocks, c->num_hidden_layers, cache_floats(d->m));
+                         "%d, %d blocks); the model needs %d layers (+ %d for MTP) x %zu", cache->num_layers,
+                         cache->floats_per_token, cache->block_size, cache->num_blocks, c->num_hidden_layers, mtp,
+                         cache_floats(d->m));
     if (n_seqs < 1 || n_seqs > l->max_seqs)
         return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: %d sequences, expected 1 .. %d", n_seqs, l->max_seqs);
     int64_t T = 0, G = 0;
@@ -304,20 +318,148 @@ static grpo_status decode(dsv3_decoder *d, const lm_cache *cache, const lm_decod
             be->axpy(be, d->x, 1.0f, d->tmp, (size_t)T * D);
         }
     }
-    const float *last = d->x;
+    /* with an MTP cache layer every row's h^0 is kept for draft; else only the logit rows' */
+    const int keep_hidden = cache->num_layers > c->num_hidden_layers;
+    const float *src = d->x;
+    float *normed = d->xn_last;
+    if (keep_hidden) {
+        be->rmsnorm_forward(be, d->h0, d->rstd, d->x, param_ptr(&m->params, m->norm_view), T, D, eps);
+        src = d->h0;
+    }
     if (G != T) {
         int t = 0, g = 0;
         for (int s = 0; s < n_seqs; s++) {
             int skip = seqs[s].n_new - seqs[s].n_logits;
-            be->copy(be, d->x_last + (size_t)g * D, d->x + (size_t)(t + skip) * D,
+            be->copy(be, d->x_last + (size_t)g * D, src + (size_t)(t + skip) * D,
                      (size_t)seqs[s].n_logits * D * sizeof(float));
             t += seqs[s].n_new;
             g += seqs[s].n_logits;
         }
-        last = d->x_last;
+        src = d->x_last;
     }
-    be->rmsnorm_forward(be, d->xn_last, d->rstd, last, param_ptr(&m->params, m->norm_view), G, D, eps);
-    linear(be, d->logits, V, d->xn_last, D, dsv3_lm_head(m), G, D, V, 0.0f);
+    if (keep_hidden) normed = (float *)src;
+    else be->rmsnorm_forward(be, d->xn_last, d->rstd, src, param_ptr(&m->params, m->norm_view), G, D, eps);
+    linear(be, d->logits, V, normed, D, dsv3_lm_head(m), G, D, V, 0.0f);
+    d->hidden_rows = keep_hidden ? T : 0;
+    *logits = d->logits;
+    return GRPO_OK;
+}
+
+/* x[R, D] = [en, hn] eh_proj^T, eh_proj: [D, 2D] with the embedding half first (as
+ * deepseek_v3_mtp.c and the released V3 weights). */
+static void eh_proj(backend *be, float *x, const float *en, const float *hn, const float *W, int R, int D) {
+    be->matmul(be, 0, 1, R, D, D, 1.0f, en, D, W, 2 * D, 0.0f, x, D);
+    be->matmul(be, 0, 1, R, D, D, 1.0f, hn, D, W + D, 2 * D, 1.0f, x, D);
+}
+
+static grpo_status draft(dsv3_decoder *d, const lm_cache *cache, const lm_draft_seq *seqs, int n_seqs,
+                         float **logits) {
+    deepseek_v3_model *m = d->m;
+    const deepseek_v3_config *c = &m->cfg;
+    const lm_decode_limits *l = &d->lim;
+    const int L = c->num_hidden_layers, D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
+    if (c->num_nextn_predict_layers < 1)
+        return grpo_fail(GRPO_ERR_UNSUPPORTED, "deepseek_v3 draft: the model has no MTP module");
+    if (cache->num_layers != L + 1 || cache->floats_per_token != cache_floats(m))
+        return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3 draft: cache of %d layers x %zu floats; MTP needs %d x %zu",
+                         cache->num_layers, cache->floats_per_token, L + 1, cache_floats(m));
+    if (n_seqs < 1 || n_seqs > l->max_seqs)
+        return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3 draft: %d sequences, expected 1 .. %d", n_seqs, l->max_seqs);
+    /* stage like decode: next ids, positions, slots, owners, visible lengths, tables */
+    int64_t R = 0, G = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const lm_draft_seq *q = &seqs[s];
+        if (q->n < 1 || q->position < 0 || q->n_logits < 1 || q->n_logits > q->n || q->hidden_row < 0 ||
+            q->hidden_row + q->n > d->hidden_rows || !q->next_ids || !q->block_table)
+            return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3 draft: sequence %d: rows %d + %d of %d hidden rows kept, "
+                             "position %d, n_logits %d", s, q->hidden_row, q->n, d->hidden_rows, q->position,
+                             q->n_logits);
+        int64_t len = (int64_t)q->position + q->n;
+        if (len > c->max_position_embeddings || (len + cache->block_size - 1) / cache->block_size > l->max_blocks_per_seq)
+            return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3 draft: sequence %d reaches %lld tokens, beyond the limits",
+                             s, (long long)len);
+        R += q->n;
+        G += q->n_logits;
+    }
+    if (R > l->max_tokens || G > l->max_logits)
+        return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3 draft: %lld rows, %lld logit rows exceed %d, %d", (long long)R,
+                         (long long)G, l->max_tokens, l->max_logits);
+    int32_t *ids = d->host, *pos = ids + R, *slots = pos + R, *seq_of = slots + R, *ctx = seq_of + R;
+    int32_t *tables = ctx + R;
+    int64_t t = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const lm_draft_seq *q = &seqs[s];
+        int n_blocks = (q->position + q->n + cache->block_size - 1) / cache->block_size;
+        int32_t *table = tables + (size_t)s * l->max_blocks_per_seq;
+        for (int b = 0; b < l->max_blocks_per_seq; b++) {
+            if (b >= n_blocks) { table[b] = 0; continue; }
+            if (q->block_table[b] < 0 || q->block_table[b] >= cache->num_blocks)
+                return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3 draft: sequence %d: block_table[%d] = %d outside the "
+                                 "cache's %d blocks", s, b, q->block_table[b], cache->num_blocks);
+            table[b] = q->block_table[b];
+        }
+        for (int j = 0; j < q->n; j++, t++) {
+            if (q->next_ids[j] < 0 || q->next_ids[j] >= V)
+                return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3 draft: sequence %d: next id %d outside the vocabulary",
+                                 s, q->next_ids[j]);
+            int p = q->position + j;
+            ids[t] = q->next_ids[j];
+            pos[t] = p;
+            slots[t] = table[p / cache->block_size] * cache->block_size + p % cache->block_size;
+            seq_of[t] = s;
+            ctx[t] = p + 1;
+        }
+    }
+    backend *be = m->be;
+    const param_set *ps = &m->params;
+    const float eps = (float)c->rms_norm_eps;
+    const int MB = l->max_blocks_per_seq, T = (int)R, b = L;
+    const dsv3_mtp_views *mv = &m->mtp_views[0];
+    const dsv3_block_weights *w = &m->weights[b];
+    be->to_device(be, d->ids, ids, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->positions, pos, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->slots, slots, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->seq_of, seq_of, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->ctx_len, ctx, (size_t)T * sizeof(int32_t));
+    be->to_device(be, d->block_tables, tables, (size_t)n_seqs * MB * sizeof(int32_t));
+
+    /* h' = eh_proj([enorm(emb(next)); hnorm(h^0)]) */
+    t = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        be->copy(be, d->tmp + (size_t)t * D, d->h0 + (size_t)seqs[s].hidden_row * D, (size_t)seqs[s].n * D * sizeof(float));
+        t += seqs[s].n;
+    }
+    be->rmsnorm_forward(be, d->hn, d->rstd, d->tmp, param_ptr(ps, mv->hnorm), T, D, eps);
+    be->embedding_forward(be, d->tmp, d->ids, param_ptr(ps, m->embed_view), T, D);
+    be->rmsnorm_forward(be, d->en, d->rstd, d->tmp, param_ptr(ps, mv->enorm), T, D, eps);
+    eh_proj(be, d->x, d->en, d->hn, param_ptr(ps, mv->eh_proj), T, D);
+
+    /* the MTP block over its cache layer */
+    be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->input_layernorm, T, D, eps);
+    const size_t layer_floats = (size_t)cache->num_blocks * cache->block_size * cache->floats_per_token;
+    mla_layer(d, w, cache->base + (size_t)b * layer_floats, cache, T, n_seqs);
+    be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->post_attention_layernorm, T, D, eps);
+    if (m->views[b].moe < 0) {
+        linear(be, d->gate, I, d->xn, D, w->gate_proj, T, D, I, 0.0f);
+        linear(be, d->up, I, d->xn, D, w->up_proj, T, D, I, 0.0f);
+        be->swiglu_forward(be, d->act, d->gate, d->up, (size_t)T * I);
+        linear(be, d->x, D, d->act, I, w->down_proj, T, I, D, 1.0f);
+    } else {
+        GRPO_TRY(moe_forward(d->moe, &w->moe, d->xn, 1, T, d->tmp));
+        be->axpy(be, d->x, 1.0f, d->tmp, (size_t)T * D);
+    }
+
+    /* logits of the last n_logits rows: lm_head(shared_head.norm(h)) */
+    int r = 0, g = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        int skip = seqs[s].n - seqs[s].n_logits;
+        be->copy(be, d->x_last + (size_t)g * D, d->x + (size_t)(r + skip) * D,
+                 (size_t)seqs[s].n_logits * D * sizeof(float));
+        r += seqs[s].n;
+        g += seqs[s].n_logits;
+    }
+    be->rmsnorm_forward(be, d->xn_last, d->rstd, d->x_last, param_ptr(ps, mv->shared_head_norm), (int)G, D, eps);
+    linear(be, d->logits, V, d->xn_last, D, dsv3_lm_head(m), (int)G, D, V, 0.0f);
     *logits = d->logits;
     return GRPO_OK;
 }
@@ -358,5 +500,15 @@ static grpo_status lm_decode_step(lm_decoder *ld, const lm_cache *cache, const l
     return decode(ld->impl, cache, seqs, n_seqs, logits);
 }
 
+static int lm_mtp_layers(const lm *l) {
+    const deepseek_v3_model *m = l->impl;
+    return m->cfg.num_nextn_predict_layers > 0 ? 1 : 0;
+}
+
+static grpo_status lm_draft_step(lm_decoder *ld, const lm_cache *cache, const lm_draft_seq *seqs, int n_seqs,
+                                 float **logits) {
+    return draft(ld->impl, cache, seqs, n_seqs, logits);
+}
+
 const lm_decode_ops deepseek_v3_lm_decode_ops = {lm_cache_layout, lm_decoder_make, lm_decoder_release,
-                                                 lm_decode_step};
+                                                 lm_decode_step, lm_mtp_layers, lm_draft_step};

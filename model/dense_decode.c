@@ -291,4 +291,4 @@ static grpo_status lm_dense_decode(lm_decoder *ld, const lm_cache *cache, const 
 }
 
 const lm_decode_ops dense_lm_decode_ops = {lm_dense_cache_layout, lm_dense_decoder_create, lm_dense_decoder_free,
-                                           lm_dense_decode};
+                                           lm_dense_decode, NULL, NULL};

@@ -53,6 +53,21 @@ typedef struct lm_decoder {
     void *impl;                  /* the family's state */
 } lm_decoder;
 
+/* One sequence's part of a draft call (multi-token prediction, DeepSeek-V3 report sec.
+ * 2.2): the MTP module runs at positions position .. position + n - 1, whose main-model
+ * hidden states are rows hidden_row .. hidden_row + n - 1 of the new tokens of the last
+ * decode call with the same decoder (in call order), each with the token that follows
+ * it (next_ids); it writes its own cache layer for those positions and returns the logits
+ * of the last n_logits (a guess of the token after the next). */
+typedef struct {
+    int hidden_row;
+    int n;                       /* >= 1 */
+    int position;                /* >= 0 */
+    int n_logits;                /* 1 .. n */
+    const int32_t *next_ids;     /* host [n] */
+    const int32_t *block_table;  /* host, covering position + n - 1 */
+} lm_draft_seq;
+
 typedef struct {
     /* Cache floats one token takes in one layer, and the number of cached layers. */
     void (*cache_layout)(const lm *m, int *num_layers, size_t *floats_per_token);
@@ -63,6 +78,13 @@ typedef struct {
      * valid until the next decode with d. Independent of the training forward's buffers. */
     grpo_status (*decode)(lm_decoder *d, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs,
                           float **logits);
+    /* Optional multi-token prediction for speculative decoding (NULL when the family has
+     * none). mtp_layers: cache layers the MTP module needs, appended after cache_layout's
+     * (a cache with them makes decode keep every new token's hidden state for draft);
+     * draft: *logits [sum n_logits, vocab], valid until the next call with d. */
+    int (*mtp_layers)(const lm *m);
+    grpo_status (*draft)(lm_decoder *d, const lm_cache *cache, const lm_draft_seq *seqs, int n_seqs,
+                         float **logits);
 } lm_decode_ops;
 
 typedef struct {

@@ -17,6 +17,10 @@
  *    on the batch it ran in, the order of prompts around it or the thread count.
  *  - Outputs: token ids, per-token log-probs (sampled distribution and untruncated policy
  *    at the temperature; see sampler.h), text, finish reason.
+ *  - Speculative decoding with multi-token prediction (option, models with an MTP module):
+ *    each step the MTP module guesses the token after the pending one and the main model
+ *    runs both; the guess is kept when the main model's own draw (same seed, same
+ *    position) equals it, so the output is that of plain decoding at any temperature.
  * Works with any model family whose lm_ops has `decode` (model/lm.h). */
 #ifndef GRPO_ROLLOUT_H
 #define GRPO_ROLLOUT_H
@@ -50,11 +54,13 @@ typedef struct {
     int max_model_len;            /* prompt + completion at most; 0 = max_position_embeddings */
     int max_prefill_tokens;       /* tokens per prefill call (longer prompts go in chunks) */
     int share_prompt;             /* 1: one prefill per group, shared blocks; 0: one per sample */
+    int speculative_mtp;          /* 1: the model's MTP module drafts one token per step and the
+                                     main model verifies it (DeepSeek-V3 with MTP; same output) */
 } rollout_config;
 
 /* Defaults: temperature 1, top_k 0, top_p 1, min_p 0, max_tokens 256, no stop strings,
  * EOS stops, add_bos 1, max_num_seqs 64, block_size 16, cache 256 MiB, max_model_len 0,
- * max_prefill_tokens 2048, share_prompt 1. */
+ * max_prefill_tokens 2048, share_prompt 1, speculative_mtp 0. */
 void rollout_config_defaults(rollout_config *c);
 
 typedef struct {
@@ -90,6 +96,8 @@ typedef struct {
     double decode_seconds;        /* decode steps: block upkeep, model call, sampling, stops */
     double total_seconds;
     int64_t decode_steps, prefill_calls, preemptions, cow_copies;
+    int64_t draft_tokens;         /* MTP drafts verified (speculative_mtp) */
+    int64_t accepted_tokens;      /* of which the main model's draw agreed */
     int peak_blocks;              /* most cache blocks in use at once */
     int peak_running;             /* most sequences decoding at once */
     int num_blocks, block_size;

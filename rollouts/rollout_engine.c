@@ -17,6 +17,7 @@ void rollout_config_defaults(rollout_config *c) {
     c->max_model_len = 0;
     c->max_prefill_tokens = 2048;
     c->share_prompt = 1;
+    c->speculative_mtp = 0;
 }
 
 uint64_t rollout_sample_seed(uint64_t prompt_seed, int g) {
@@ -155,13 +156,19 @@ grpo_status rollout_engine_create(lm *model, const tokenizer *tok, const rollout
             if (tokenizer_token_bytes(tok, id, &len) && len > e->max_piece) e->max_piece = len;
         }
     grpo_status s = install_sampling(e, &cfg->sampling);
+    const lm_decode_ops *ops = model->ops->decode;
+    e->mtp = cfg->speculative_mtp != 0;
+    if (!s && e->mtp && (!ops->draft || !ops->mtp_layers || ops->mtp_layers(model) < 1))
+        s = grpo_fail(GRPO_ERR_UNSUPPORTED, "rollout: speculative_mtp needs a model with an MTP module (model_type %s "
+                      "has none)", model->model_type);
 
     /* the pool: cache_mib of blocks, at least one full-length sequence and one block more,
      * at most what every slot at full length (twice, for prompts waiting in open groups) needs */
     int num_layers = 0;
     size_t floats_per_token = 0;
     if (!s) {
-        model->ops->decode->cache_layout(model, &num_layers, &floats_per_token);
+        ops->cache_layout(model, &num_layers, &floats_per_token);
+        if (e->mtp) num_layers += ops->mtp_layers(model);
         size_t block_bytes = (size_t)cfg->block_size * num_layers * floats_per_token * sizeof(float);
         double want = cfg->cache_mib * 1048576.0 / (double)block_bytes;
         double most = 2.0 * cfg->max_num_seqs * e->max_blocks_per_seq;
@@ -175,20 +182,27 @@ grpo_status rollout_engine_create(lm *model, const tokenizer *tok, const rollout
             s = kv_pool_create(model->be, num_layers, floats_per_token, cfg->block_size, num_blocks, &e->pool);
     }
     if (!s) {
-        e->decode_tokens = cfg->max_prefill_tokens > cfg->max_num_seqs ? cfg->max_prefill_tokens : cfg->max_num_seqs;
-        lm_decode_limits lim = {e->decode_tokens, cfg->max_num_seqs, cfg->max_num_seqs, e->max_blocks_per_seq};
+        /* a decode step runs up to 2 tokens per sequence (pending + draft) */
+        int step = (e->mtp ? 2 : 1) * cfg->max_num_seqs;
+        e->decode_tokens = cfg->max_prefill_tokens > step ? cfg->max_prefill_tokens : step;
+        lm_decode_limits lim = {e->decode_tokens, cfg->max_num_seqs, step, e->max_blocks_per_seq};
         s = lm_decoder_create(model, &lim, &e->decoder);
     }
     if (!s) s = rollout_engine_size_slots(e);
     if (!s) {
         size_t S = (size_t)cfg->max_num_seqs;
         e->calls = calloc(S, sizeof *e->calls);
+        e->drafts = calloc(S, sizeof *e->drafts);
         e->call_ids = malloc((size_t)e->decode_tokens * sizeof(int32_t));
+        e->draft_ids = malloc((size_t)e->decode_tokens * sizeof(int32_t));
         e->call_map = malloc(S * sizeof(int));
-        e->logits_host = malloc(S * (size_t)e->V * sizeof(float));
-        e->results = malloc(S * sizeof *e->results);
+        e->call_row = malloc(S * sizeof(int));
+        e->draft_map = malloc(S * sizeof(int));
+        e->logits_host = malloc(2 * S * (size_t)e->V * sizeof(float));
+        e->results = malloc(2 * S * sizeof *e->results);
         e->prefills = calloc(S, sizeof *e->prefills);
-        if (!e->calls || !e->call_ids || !e->call_map || !e->logits_host || !e->results || !e->prefills)
+        if (!e->calls || !e->drafts || !e->call_ids || !e->draft_ids || !e->call_map || !e->call_row ||
+            !e->draft_map || !e->logits_host || !e->results || !e->prefills)
             s = grpo_fail(GRPO_ERR_NOMEM, "rollout: out of memory for the step buffers (%zu x %d logits)", S, e->V);
     }
     if (s) {
@@ -207,8 +221,12 @@ void rollout_engine_free(rollout_engine *e) {
     for (int i = 0; i < ROLLOUT_MAX_STOP; i++) free(e->stop_storage[i]);
     free_slots(e);
     free(e->calls);
+    free(e->drafts);
     free(e->call_ids);
+    free(e->draft_ids);
     free(e->call_map);
+    free(e->call_row);
+    free(e->draft_map);
     free(e->logits_host);
     free(e->results);
     free(e->prefills);

@@ -124,6 +124,7 @@ static grpo_status finish(gen_state *g, rollout_slot *s, rollout_finish reason, 
  * then stop strings over the text, then the length limits. */
 static grpo_status push_token(gen_state *g, rollout_slot *s, const sampler_result *r) {
     rollout_engine *e = g->e;
+    s->next[0] = r->token;   /* the new pending token */
     s->tokens[s->n_gen] = r->token;
     s->logprobs[s->n_gen] = r->logprob;
     s->policy_logprobs[s->n_gen] = r->policy_logprob;
@@ -175,6 +176,7 @@ static grpo_status start_sample(gen_state *g, int group, int slot) {
     s->prompt_len = g->out->prompt_lens[gr->prompt];
     s->n_cached = s->prompt_len;
     s->n_gen = 0;
+    s->has_draft = 0;
     s->order = e->next_order++;
     s->n_blocks = gr->n_blocks;
     for (int i = 0; i < gr->n_blocks; i++) {
@@ -184,6 +186,15 @@ static grpo_status start_sample(gen_state *g, int group, int slot) {
     sampler_stop_state_init(&s->stop, s->window, e->window_bytes);
     s->text_bytes = 0;
     if (gr->started == gr->n_samples) close_group(e, gr);
+    if (e->mtp) {
+        /* the prompt's last token is pending: the sample's first step draws its first token
+         * (with the hidden state MTP needs) and verifies the group's guess of it */
+        s->n_cached = s->prompt_len - 1;
+        s->next[0] = g->out->prompt_tokens[gr->prompt][s->prompt_len - 1];
+        s->next[1] = gr->draft;
+        s->has_draft = gr->draft >= 0;
+        return GRPO_OK;
+    }
     return push_token(g, s, &gr->first[k]);
 }
 
@@ -208,6 +219,7 @@ static void preempt(gen_state *g, rollout_slot *s) {
     release_slot_blocks(g->e, s);
     s->state = SLOT_PREEMPTED;
     s->n_cached = 0;
+    s->has_draft = 0;   /* the recompute draws a new guess */
     g->out->stats.preemptions++;
 }
 
@@ -228,12 +240,12 @@ static int alloc_or_preempt(gen_state *g, int who) {
     }
 }
 
-/* Makes the block of the slot's next position (n_cached) its own: a new block at a block
- * boundary, a private copy of a shared partly filled block (copy on write). */
-static void ensure_block(gen_state *g, int who) {
+/* Makes the block of position pos (n_cached or the one after) the slot's own: a new block
+ * at a block boundary, a private copy of a shared partly filled block (copy on write). */
+static void ensure_block(gen_state *g, int who, int pos) {
     rollout_engine *e = g->e;
     rollout_slot *s = &e->slots[who];
-    int bs = e->cfg.block_size, bi = s->n_cached / bs;
+    int bs = e->cfg.block_size, bi = pos / bs;
     if (bi < s->n_blocks && kv_pool_refcount(e->pool, s->blocks[bi]) == 1) return;
     int b = alloc_or_preempt(g, who);
     if (b < 0) return;
@@ -283,8 +295,12 @@ static int admit(gen_state *g) {
         }
         if (who < 0) break;
         rollout_slot *s = &e->slots[who];
-        int len = s->prompt_len + s->n_gen - 1, need = blocks_for(e, len);
+        int len = s->prompt_len + s->n_gen - 1, need = blocks_for(e, len);   /* all before the pending */
         if (need + 1 > avail) return n_jobs;
+        if (len == 0) {   /* only the pending token (speculative_mtp, a 1-token prompt): nothing to redo */
+            s->state = SLOT_RUNNING;
+            continue;
+        }
         take_blocks(e, s->blocks, need);
         s->n_blocks = need;
         avail -= need + 1;
@@ -298,16 +314,21 @@ static int admit(gen_state *g) {
     for (int i = 0; i < e->cfg.max_num_seqs; i++) slots += e->slots[i].state == SLOT_FREE;
     while (g->next_group < g->n_groups && slots > 0) {
         rollout_group *gr = &g->groups[g->next_group];
-        int len = g->out->prompt_lens[gr->prompt], need = blocks_for(e, len);
+        int P = g->out->prompt_lens[gr->prompt], len = e->mtp ? P - 1 : P, need = blocks_for(e, len);
         if (need + 1 > avail) break;
         take_blocks(e, gr->blocks, need);
         gr->n_blocks = need;
-        gr->state = GROUP_PREFILLING;
+        gr->draft = -1;
         avail -= need + 1;
         slots--;
-        e->prefills[n_jobs++] = (rollout_prefill){g->next_group, -1, g->out->prompt_tokens[gr->prompt], NULL, len,
-                                                  len, 0, gr->blocks};
         g->next_group++;
+        if (len == 0) {   /* speculative_mtp with a 1-token prompt: nothing to prefill */
+            gr->state = GROUP_OPEN;
+            continue;
+        }
+        gr->state = GROUP_PREFILLING;
+        e->prefills[n_jobs++] = (rollout_prefill){(int)(gr - g->groups), -1, g->out->prompt_tokens[gr->prompt], NULL,
+                                                  P, len, 0, gr->blocks};
     }
     return n_jobs;
 }
@@ -331,6 +352,43 @@ static void draw_first_tokens(gen_state *g, rollout_group *gr, const float *row)
     gr->state = GROUP_OPEN;
 }
 
+static int32_t argmax_row(const float *x, int V) {
+    int32_t best = 0;
+    for (int i = 1; i < V; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* After a prefill call under speculative_mtp: the MTP module over every prefilled position
+ * (each one's next token is known); a finished job keeps the guess of the token after its
+ * next one (a group's: its samples' first token; a slot's: the one after its pending). */
+static grpo_status prefill_drafts(gen_state *g, int n) {
+    rollout_engine *e = g->e;
+    int row = 0;
+    for (int r = 0; r < n; r++) {
+        const rollout_prefill *job = &e->prefills[e->call_map[r]];
+        int32_t *next = e->draft_ids + row;
+        for (int i = 0; i < e->calls[r].n_new; i++) next[i] = job_token(job, job->done + i + 1);
+        e->drafts[r] = (lm_draft_seq){row, e->calls[r].n_new, job->done, 1, next, job->blocks};
+        row += e->calls[r].n_new;
+    }
+    float *logits;
+    GRPO_TRY(e->model->ops->decode->draft(e->decoder, kv_pool_cache(e->pool), e->drafts, n, &logits));
+    e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)n * e->V * sizeof(float));
+    for (int r = 0; r < n; r++) {
+        const rollout_prefill *job = &e->prefills[e->call_map[r]];
+        if (job->done + e->calls[r].n_new < job->len) continue;
+        int32_t guess = argmax_row(e->logits_host + (size_t)r * e->V, e->V);
+        if (job->group >= 0) {
+            g->groups[job->group].draft = guess;
+        } else {
+            e->slots[job->slot].next[1] = guess;
+            e->slots[job->slot].has_draft = 1;
+        }
+    }
+    return GRPO_OK;
+}
+
 static grpo_status run_prefills(gen_state *g, int n_jobs) {
     rollout_engine *e = g->e;
     const lm_cache *cache = kv_pool_cache(e->pool);
@@ -350,15 +408,17 @@ static grpo_status run_prefills(gen_state *g, int n_jobs) {
         if (n == 0) return GRPO_OK;
         float *logits;
         GRPO_TRY(lm_decode(e->decoder, cache, e->calls, n, &logits));
-        e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)n * e->V * sizeof(float));
         g->out->stats.prefill_calls++;
         g->out->stats.prefill_tokens += tokens;
+        if (e->mtp) GRPO_TRY(prefill_drafts(g, n));
+        else e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)n * e->V * sizeof(float));
         for (int r = 0; r < n; r++) {
             rollout_prefill *job = &e->prefills[e->call_map[r]];
             job->done += e->calls[r].n_new;
             if (job->done < job->len) continue;
             if (job->group >= 0) {
-                draw_first_tokens(g, &g->groups[job->group], e->logits_host + (size_t)r * e->V);
+                if (e->mtp) g->groups[job->group].state = GROUP_OPEN;   /* samples draw in their first step */
+                else draw_first_tokens(g, &g->groups[job->group], e->logits_host + (size_t)r * e->V);
             } else {
                 rollout_slot *s = &e->slots[job->slot];   /* its pending token stays pending */
                 s->n_cached = job->len;
@@ -370,38 +430,94 @@ static grpo_status run_prefills(gen_state *g, int n_jobs) {
 
 /* ---- decoding ---- */
 
+/* Tokens the slot runs this step: its pending one, and its MTP draft when it has one and
+ * the draft's position fits. */
+static int step_tokens(const rollout_engine *e, const rollout_slot *s) {
+    return 1 + (e->mtp && s->has_draft && s->n_cached + 2 <= e->max_model_len);
+}
+
+/* After a speculative step: MTP over each continuing slot's newly confirmed positions
+ * (rows of this step's call), whose last logits guess the token after the new pending one. */
+static grpo_status step_drafts(gen_state *g, int k) {
+    rollout_engine *e = g->e;
+    float *logits;
+    GRPO_TRY(e->model->ops->decode->draft(e->decoder, kv_pool_cache(e->pool), e->drafts, k, &logits));
+    e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)k * e->V * sizeof(float));
+    for (int r = 0; r < k; r++) {
+        rollout_slot *s = &e->slots[e->draft_map[r]];
+        s->next[1] = argmax_row(e->logits_host + (size_t)r * e->V, e->V);
+        s->has_draft = 1;
+    }
+    return GRPO_OK;
+}
+
 static grpo_status decode_step(gen_state *g, int *ran) {
     rollout_engine *e = g->e;
     const int S = e->cfg.max_num_seqs;
     *ran = 0;
-    for (int i = 0; i < S; i++)
-        if (e->slots[i].state == SLOT_RUNNING) ensure_block(g, i);
-    int n = 0;
     for (int i = 0; i < S; i++) {
         rollout_slot *s = &e->slots[i];
         if (s->state != SLOT_RUNNING) continue;
-        e->calls[n] = (lm_decode_seq){&s->tokens[s->n_gen - 1], 1, s->n_cached, 1, s->blocks};
+        int n_new = step_tokens(e, s);
+        ensure_block(g, i, s->n_cached);
+        if (n_new == 2 && s->state == SLOT_RUNNING) ensure_block(g, i, s->n_cached + 1);
+    }
+    int n = 0, rows = 0;
+    for (int i = 0; i < S; i++) {
+        rollout_slot *s = &e->slots[i];
+        if (s->state != SLOT_RUNNING) continue;
+        int n_new = step_tokens(e, s);
+        e->calls[n] = (lm_decode_seq){s->next, n_new, s->n_cached, n_new, s->blocks};
+        e->call_row[n] = rows;
         e->call_map[n++] = i;
+        rows += n_new;
     }
     if (n == 0) return GRPO_OK;
     if (n > g->out->stats.peak_running) g->out->stats.peak_running = n;
     float *logits;
     GRPO_TRY(lm_decode(e->decoder, kv_pool_cache(e->pool), e->calls, n, &logits));
-    e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)n * e->V * sizeof(float));
+    e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)rows * e->V * sizeof(float));
+    /* every row drawn at its own position; a draft's row is used only when the draft holds */
     const sampler_params *sp = &e->cfg.sampling.sampler;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (n > 1)
 #endif
     for (int r = 0; r < n; r++) {
         const rollout_slot *s = &e->slots[e->call_map[r]];
-        sampler_sample(sp, e->logits_host + (size_t)r * e->V, e->V, s->seed, (uint64_t)s->n_gen, scratch_of_thread(e),
-                       &e->results[r]);
+        for (int j = 0; j < e->calls[r].n_new; j++)
+            sampler_sample(sp, e->logits_host + (size_t)(e->call_row[r] + j) * e->V, e->V, s->seed,
+                           (uint64_t)(s->n_gen + j), scratch_of_thread(e), &e->results[e->call_row[r] + j]);
     }
+    int k = 0;
     for (int r = 0; r < n; r++) {
         rollout_slot *s = &e->slots[e->call_map[r]];
+        const int first = s->n_cached, row = e->call_row[r], with_draft = e->calls[r].n_new == 2;
+        const int32_t guess = s->next[1];
+        const sampler_result *x = &e->results[row];
         s->n_cached++;
-        GRPO_TRY(push_token(g, s, &e->results[r]));
+        s->has_draft = 0;
+        GRPO_TRY(push_token(g, s, x));
+        int confirmed = 1;
+        if (with_draft) {
+            g->out->stats.draft_tokens++;
+            if (x->token == guess) {
+                g->out->stats.accepted_tokens++;
+                if (s->state == SLOT_RUNNING) {   /* the draft's cache row holds: take the token after it */
+                    s->n_cached++;
+                    GRPO_TRY(push_token(g, s, &e->results[row + 1]));
+                    confirmed = 2;
+                }
+            }
+        }
+        if (e->mtp && s->state == SLOT_RUNNING) {
+            int32_t *next = e->draft_ids + row;
+            next[0] = x->token;
+            if (confirmed == 2) next[1] = e->results[row + 1].token;
+            e->drafts[k] = (lm_draft_seq){row, confirmed, first, 1, next, s->blocks};
+            e->draft_map[k++] = e->call_map[r];
+        }
     }
+    if (k > 0) GRPO_TRY(step_drafts(g, k));
     g->out->stats.decode_steps++;
     *ran = 1;
     return GRPO_OK;

@@ -8,7 +8,7 @@
 
 typedef enum {
     SLOT_FREE = 0,
-    SLOT_RUNNING,     /* tokens[n_gen - 1] is pending: sampled, not yet in the cache */
+    SLOT_RUNNING,     /* next[0] is pending: known, not yet in the cache */
     SLOT_PREEMPTED    /* blocks given back; waits to recompute its cache */
 } slot_state;
 
@@ -19,8 +19,11 @@ typedef struct {
     int prompt, sample;   /* prompt index, g */
     uint64_t seed;
     int prompt_len;
-    int n_cached;         /* tokens in the cache */
+    int n_cached;         /* tokens in the cache; the pending token sits at position n_cached */
     int n_gen;            /* tokens generated */
+    int32_t next[2];      /* the pending token (tokens[n_gen - 1], or with speculative_mtp the
+                             prompt's last before the first step), then the MTP draft */
+    int has_draft;
     int64_t order;        /* start order: preemption takes the latest */
     int32_t *tokens;      /* [max_tokens] */
     float *logprobs, *policy_logprobs;   /* [max_tokens] */
@@ -43,11 +46,12 @@ typedef struct {
     int32_t *blocks;      /* the group's own references on the prompt blocks while samples wait */
     int n_blocks;
     sampler_result *first;   /* [n_samples] first tokens, drawn from the prompt's logits */
+    int32_t draft;        /* speculative_mtp: the MTP guess of the first token, -1 none */
 } rollout_group;
 
-/* A prefill in progress: a group's prompt, or a preempted slot's prompt + generated
- * tokens but the pending last one. Token i is prompt[i] below prompt_len, else
- * generated[i - prompt_len]. */
+/* A prefill in progress: a group's prompt (without its last token under speculative_mtp),
+ * or a preempted slot's tokens before its pending one. Token i is prompt[i] below
+ * prompt_len, else generated[i - prompt_len]; token len (the next) exists too. */
 typedef struct {
     int group;            /* >= 0: a group's prompt */
     int slot;             /* >= 0: a preempted slot */
@@ -79,11 +83,16 @@ struct rollout_engine {
     char *slot_windows;
     size_t window_bytes;
 
+    int mtp;                      /* speculative_mtp on */
     lm_decode_seq *calls;         /* [max_num_seqs] */
+    lm_draft_seq *drafts;         /* [max_num_seqs] */
     int32_t *call_ids;            /* [decode_tokens] */
-    int *call_map;                /* [max_num_seqs] slot or prefill index per call row */
-    float *logits_host;           /* [max_num_seqs, V] */
-    sampler_result *results;      /* [max_num_seqs] */
+    int32_t *draft_ids;           /* [decode_tokens] */
+    int *call_map;                /* [max_num_seqs] slot or prefill index per call */
+    int *call_row;                /* [max_num_seqs] first token row of each call */
+    int *draft_map;               /* [max_num_seqs] slot of each draft sequence */
+    float *logits_host;           /* [2 max_num_seqs, V] */
+    sampler_result *results;      /* [2 max_num_seqs] */
     rollout_prefill *prefills;    /* [max_num_seqs] */
     void *sampler_scratch;        /* [n_scratch] buffers of sampler_scratch_bytes(V) */
     int n_scratch;

@@ -7,7 +7,10 @@
  *    forward over prompt + completion, with policy log-probs equal to its log-softmax
  *    (2e-4); sampled runs with shared prompts equal unshared ones; the pool ends empty;
  *  - the cache holds kv_lora_rank + qk_rope_head_dim floats per token per layer, below
- *    what MHA with the same heads would take. */
+ *    what MHA with the same heads would take;
+ *  - MTP: drafts through the cache reproduce deepseek_v3_mtp_loss; speculative decoding
+ *    (MTP drafts, main-model verification) gives plain decoding's output greedy, sampled and
+ *    under preemption, and reports its acceptance; models without MTP refuse the option. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -47,6 +50,14 @@ static uint64_t lcg_state = 4242;
 static double lcg_uniform(void) {
     lcg_state = lcg_state * 6364136223846793005ull + 1442695040888963407ull;
     return (double)(lcg_state >> 11) / 9007199254740992.0;
+}
+
+/* Cache bytes per token of the main layers plus MTP's (the formula). */
+static size_t rollout_cache_bytes_for_test(lm *m) {
+    int layers = 0;
+    size_t floats = 0;
+    m->ops->decode->cache_layout(m, &layers, &floats);
+    return (size_t)(layers + m->ops->decode->mtp_layers(m)) * floats * sizeof(float);
 }
 
 /* The full forward's logits [T, V] of one sequence (host, malloc'd). */
@@ -214,6 +225,128 @@ static void check_engine(lm *m, const char *name, const deepseek_v3_config *cfg)
     rollout_engine_free(e);
 }
 
+/* ---- multi-token prediction ---- */
+
+/* The MTP module through decode + draft on the paged cache, against the training path:
+ * the mean cross-entropy of its guesses (t_{i+2} from h^0_i and t_{i+1}) equals
+ * deepseek_v3_mtp_loss with lambda = 1 on the same sequence. */
+static void check_draft_matches_mtp_loss(lm *m, const char *name) {
+    const int V = m->vocab_size, T = 27, bs = 4, max_blocks = 8;
+    int32_t ids[27];
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)(lcg_uniform() * V);
+    int32_t *dev = be->alloc(be, T * sizeof(int32_t));
+    be->to_device(be, dev, ids, T * sizeof(int32_t));
+    float *unused;
+    double ref_loss = 0;
+    CHECK_OK(lm_reserve(m, 1, T));
+    CHECK_OK(lm_forward(m, dev, NULL, 1, T, &unused));
+    CHECK_OK(deepseek_v3_mtp_loss(m->impl, 1.0f, &ref_loss));
+    be->free(be, dev);
+
+    int layers = 0;
+    size_t floats = 0;
+    m->ops->decode->cache_layout(m, &layers, &floats);
+    kv_pool *pool;
+    CHECK_OK(kv_pool_create(be, layers + m->ops->decode->mtp_layers(m), floats, bs, 16, &pool));
+    int32_t table[8] = {9, 2, 14, 5, 0, 11, 7, 3};
+    lm_decode_limits lim = {16, 1, 16, max_blocks};
+    lm_decoder *d;
+    CHECK_OK(lm_decoder_create(m, &lim, &d));
+    float *mtp_logits = malloc((size_t)T * V * sizeof(float));
+    int done = 0;
+    while (done < T) {
+        int chunk = done == 0 ? 7 : 1 + (int)(lcg_uniform() * 4);
+        if (chunk > T - done) chunk = T - done;
+        lm_decode_seq q = {ids + done, chunk, done, 1, table};
+        float *logits;
+        CHECK_OK(lm_decode(d, kv_pool_cache(pool), &q, 1, &logits));
+        int n = done + chunk < T ? chunk : chunk - 1;   /* the last position has no next token */
+        if (n > 0) {
+            lm_draft_seq ds = {0, n, done, n, ids + done + 1, table};
+            CHECK_OK(m->ops->decode->draft(d, kv_pool_cache(pool), &ds, 1, &logits));
+            be->to_host(be, mtp_logits + (size_t)done * V, logits, (size_t)n * V * sizeof(float));
+        }
+        done += chunk;
+    }
+    double sum = 0;
+    for (int i = 0; i + 2 < T; i++) {
+        const float *row = mtp_logits + (size_t)i * V;
+        double mx = -INFINITY, z = 0;
+        for (int v = 0; v < V; v++)
+            if (row[v] > mx) mx = row[v];
+        for (int v = 0; v < V; v++) z += exp(row[v] - mx);
+        sum -= row[ids[i + 2]] - mx - log(z);
+    }
+    double loss = sum / (T - 2);
+    CHECK_NEAR(ref_loss, loss, 1e-6, 2e-5);
+    printf("%s: MTP drafts through the cache, cross-entropy %.6f; deepseek_v3_mtp_loss %.6f\n", name, loss, ref_loss);
+    /* a draft without MTP cache layers, or rows the last decode did not keep */
+    lm_draft_seq bad = {0, 2, 0, 1, ids + 1, table};
+    float *logits;
+    CHECK_FAILS(m->ops->decode->draft(d, kv_pool_cache(pool), &bad, 1, &logits), "hidden rows");
+    free(mtp_logits);
+    lm_decoder_free(d);
+    kv_pool_free(pool);
+}
+
+/* Speculative decoding gives plain decoding's output (greedy and sampled, with preemption). */
+static void check_speculative(lm *m, const char *name) {
+    int32_t pids[4][24];
+    rollout_prompt prompts[4];
+    const int plen[4] = {1, 7, 16, 21};
+    for (int p = 0; p < 4; p++) {
+        for (int t = 0; t < plen[p]; t++) pids[p][t] = (int32_t)(lcg_uniform() * m->vocab_size);
+        prompts[p] = (rollout_prompt){.ids = pids[p], .n_ids = plen[p], .seed = 70 + (uint64_t)p};
+    }
+    for (int mode = 0; mode < 3; mode++) {   /* greedy; sampled; sampled with a tight cache */
+        rollout_config c;
+        rollout_config_defaults(&c);
+        c.block_size = 4;
+        c.cache_mib = mode == 2 ? 40.0 * 4 * rollout_cache_bytes_for_test(m) / 1048576.0 : 4;
+        c.max_model_len = 64;
+        c.max_num_seqs = 8;
+        c.sampling.max_tokens = 24;
+        c.sampling.sampler.temperature = mode == 0 ? 0.0f : 1.0f;
+        rollout_output plain, spec;
+        rollout_engine *e;
+        CHECK_OK(rollout_engine_create(m, NULL, &c, &e));
+        CHECK_OK(rollout_generate(e, prompts, 4, 3, &plain));
+        rollout_engine_free(e);
+        c.speculative_mtp = 1;
+        CHECK_OK(rollout_engine_create(m, NULL, &c, &e));
+        if (!e) return;
+        CHECK_OK(rollout_generate(e, prompts, 4, 3, &spec));
+        CHECK_INT(0, rollout_engine_blocks_in_use(e));
+        rollout_engine_free(e);
+        int same = plain.samples && spec.samples;
+        double lp_err = 0;
+        for (int i = 0; same && i < 12; i++) {
+            const rollout_sample *a = &plain.samples[i], *b = &spec.samples[i];
+            same = a->n_tokens == b->n_tokens && !memcmp(a->tokens, b->tokens, (size_t)a->n_tokens * sizeof(int32_t));
+            for (int t = 0; same && t < a->n_tokens; t++) {
+                double err = fabs(a->policy_logprobs[t] - b->policy_logprobs[t]);
+                if (err > lp_err) lp_err = err;
+            }
+        }
+        CHECK_MSG(same, "%s mode %d: speculative decoding changed the output", name, mode);
+        CHECK(lp_err < 1e-4);
+        if (spec.samples) {
+            CHECK(spec.stats.draft_tokens > 0);
+            CHECK(spec.stats.accepted_tokens <= spec.stats.draft_tokens);
+            if (mode == 2) CHECK(spec.stats.preemptions > 0);
+            printf("%s, %s: speculative = plain (%lld tokens); %lld of %lld MTP drafts accepted (%.0f%%), %lld vs %lld "
+                   "decode steps, %lld preemptions\n", name, mode == 0 ? "greedy" : mode == 1 ? "T 1" : "T 1, tight cache",
+                   (long long)spec.stats.generated_tokens, (long long)spec.stats.accepted_tokens,
+                   (long long)spec.stats.draft_tokens,
+                   100.0 * spec.stats.accepted_tokens / (spec.stats.draft_tokens ? spec.stats.draft_tokens : 1),
+                   (long long)spec.stats.decode_steps, (long long)plain.stats.decode_steps,
+                   (long long)spec.stats.preemptions);
+        }
+        rollout_output_deinit(&plain);
+        rollout_output_deinit(&spec);
+    }
+}
+
 static void run_config(const char *json, const char *name) {
     lm *m = NULL;
     CHECK_OK(lm_create_random(be, json, strlen(json), name, 3, &m));
@@ -222,6 +355,18 @@ static void run_config(const char *json, const char *name) {
     CHECK_OK(hf_config_v3_parse(json, strlen(json), name, &cfg));
     check_decode_matches_forward(m, name);
     check_engine(m, name, &cfg);
+    if (cfg.num_nextn_predict_layers > 0) {
+        check_draft_matches_mtp_loss(m, name);
+        check_speculative(m, name);
+    } else {
+        rollout_config c;
+        rollout_config_defaults(&c);
+        c.speculative_mtp = 1;
+        c.cache_mib = 4;
+        rollout_engine *e = NULL;
+        CHECK_FAILS(rollout_engine_create(m, NULL, &c, &e), "MTP module");
+        CHECK(e == NULL);
+    }
     lm_free(m);
 }
 
