@@ -5,7 +5,8 @@
  * prefill logits) / decode seconds; cache per sequence = peak blocks in use x block bytes
  * / B. One warm-up run, then the best of --reps runs.
  * usage: bench_rollout [--preset tiny-dense] [--batch 64] [--prompt 64] [--gen 64] [--reps 2]
- *                      [--G 1] (G > 1: B/G prompts with G samples each, sharing the prompt) */
+ *                      [--G 1] (G > 1: B/G prompts with G samples each, sharing the prompt)
+ *                      [--mtp 1] (speculative decoding with the model's MTP module) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 
 int main(int argc, char **argv) {
     const char *preset = "tiny-dense";
-    int B = 64, P = 64, N = 64, reps = 2, G = 1;
+    int B = 64, P = 64, N = 64, reps = 2, G = 1, mtp = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--preset")) preset = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--gen")) N = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--G")) G = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--mtp")) mtp = atoi(argv[i + 1]);
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
     if (B < 1 || P < 1 || N < 1 || reps < 1 || G < 1 || B % G) {
@@ -47,10 +49,12 @@ int main(int argc, char **argv) {
     cfg.max_num_seqs = B;
     cfg.max_prefill_tokens = 4096;
     cfg.max_model_len = P + N;
+    cfg.speculative_mtp = mtp;
     /* room for every sequence at full length, so the run measures batching, not preemption */
     int layers = 0;
     size_t floats = 0;
     m->ops->decode->cache_layout(m, &layers, &floats);
+    if (mtp) layers += m->ops->decode->mtp_layers(m);
     double per_seq = (double)((P + N + cfg.block_size - 1) / cfg.block_size + 1) * cfg.block_size * layers *
                      floats * sizeof(float);
     cfg.cache_mib = 2.0 * B * per_seq / 1048576.0 + 1;
@@ -98,6 +102,8 @@ int main(int argc, char **argv) {
            "token, max RSS %.0f MiB\n",
            preset, B, G, P, N, best_prefill, best_decode, best_total, cache_kib, last.peak_blocks, last.block_size,
            (double)last.cache_bytes_per_token, ru.ru_maxrss / 1024.0);
+    if (mtp)
+        printf("MTP drafts accepted: %lld of %lld\n", (long long)last.accepted_tokens, (long long)last.draft_tokens);
     printf("RESULT preset=%s batch=%d prefill_tps=%.1f decode_tps=%.1f total_tps=%.1f cache_kib_per_seq=%.2f\n",
            preset, B, best_prefill, best_decode, best_total, cache_kib);
     free(ids);

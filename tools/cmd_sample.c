@@ -39,7 +39,8 @@ static void usage(FILE *f) {
             "  --out F             output file (default: stdout)\n"
             "  --max-num-seqs N    sequences decoding at once (default 64)\n"
             "  --cache-mib X       cache pool size (default 256)\n"
-            "  --threads N         CPU threads (default: OpenMP's)\n",
+            "  --threads N         CPU threads (default: OpenMP's)\n"
+            "  --speculative-mtp   the model's MTP module drafts, the main model verifies (same output)\n",
             ROLLOUT_MAX_STOP);
 }
 
@@ -158,7 +159,7 @@ int cmd_sample(int argc, char **argv) {
     int64_t G = 0, seed = 0, top_k = 0, max_tokens = 256, max_num_seqs = 64, threads = 0;
     double temperature = 1, top_p = 1, min_p = 0, cache_mib = 256;
     const char *stops[ROLLOUT_MAX_STOP];
-    int n_stop = 0;
+    int n_stop = 0, speculative = 0;
     for (int i = 1; i < argc; i++) {
         int m;
         if ((m = arg_match(argc, argv, &i, "--model", &value))) { if (m < 0) return 2; model_dir = value; }
@@ -185,6 +186,8 @@ int cmd_sample(int argc, char **argv) {
             if (m < 0 || !arg_double("sample", "--cache-mib", value, 1e-3, 1e9, &cache_mib)) return 2;
         } else if ((m = arg_match(argc, argv, &i, "--threads", &value))) {
             if (m < 0 || !arg_int("sample", "--threads", value, 1, 4096, &threads)) return 2;
+        } else if (!strcmp(argv[i], "--speculative-mtp")) {
+            speculative = 1;
         } else if ((m = arg_match(argc, argv, &i, "--stop", &value))) {
             if (m < 0) return 2;
             if (n_stop == ROLLOUT_MAX_STOP) {
@@ -223,13 +226,14 @@ int cmd_sample(int argc, char **argv) {
     cfg.sampling.n_stop = n_stop;
     cfg.max_num_seqs = (int)max_num_seqs;
     cfg.cache_mib = cache_mib;
+    cfg.speculative_mtp = speculative;
     if (!s) s = rollout_engine_create(model, tok, &cfg, &engine);
     if (!s) s = jsonl_writer_open(out_path, 0, &w);
     /* prompts in chunks, so outputs stream and memory stays bounded by the chunk */
     const int chunk = 1024;
     rollout_prompt *prompts = calloc((size_t)chunk, sizeof *prompts);
     if (!s && !prompts) s = grpo_fail(GRPO_ERR_NOMEM, "out of memory");
-    int64_t generated = 0;
+    int64_t generated = 0, drafts = 0, accepted = 0;
     double seconds = 0;
     for (int start = 0; !s && start < d.n; start += chunk) {
         int n = d.n - start < chunk ? d.n - start : chunk;
@@ -242,6 +246,8 @@ int cmd_sample(int argc, char **argv) {
         for (int i = 0; !s && i < n * (int)G; i++) s = write_sample(w, &d, start + i / (int)G, &out.samples[i]);
         generated += out.stats.generated_tokens;
         seconds += out.stats.total_seconds;
+        drafts += out.stats.draft_tokens;
+        accepted += out.stats.accepted_tokens;
         rollout_output_deinit(&out);
     }
     grpo_status cs = jsonl_writer_close(w);
@@ -250,6 +256,9 @@ int cmd_sample(int argc, char **argv) {
     else
         fprintf(stderr, "grpo sample: %d prompts x %d samples, %lld tokens in %.2f s (%.1f tokens/s)\n", d.n, (int)G,
                 (long long)generated, seconds, seconds > 0 ? generated / seconds : 0.0);
+    if (!s && speculative)
+        fprintf(stderr, "grpo sample: MTP drafts accepted %lld of %lld (%.1f%%)\n", (long long)accepted,
+                (long long)drafts, drafts ? 100.0 * accepted / drafts : 0.0);
     free(prompts);
     dataset_free(&d);
     rollout_engine_free(engine);

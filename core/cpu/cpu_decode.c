@@ -206,8 +206,14 @@ void cpu_paged_attention(backend *be, float *out, const float *q, const float *k
     const size_t n_g = decode_round((size_t)group);
     cpu_scratch_acquire(be, n_q + n_kt + n_vt + n_s + n_o + 2 * n_g);
     const long n_tasks = (long)N * Hkv;
+    /* one query against a short cache is a few microseconds: threads only pay off when the
+     * whole call reads enough (the same threshold idea as CPU_PARALLEL_MIN) */
+    double work = 0;
+    for (int i = 0; i < N; i++) work += (double)ctx_len[i];
+    work *= (double)Hq * (Dqk + Dv);
+    const int parallel = n_tasks > 1 && work > 64.0 * CPU_PARALLEL_MIN;
 
-    CPU_OMP(parallel for schedule(dynamic, 1))
+    CPU_OMP(parallel for schedule(dynamic, 1) if (parallel))
     for (long task = 0; task < n_tasks; task++) {
         const int i = (int)(task / Hkv), hk = (int)(task % Hkv), ctx = ctx_len[i];
         const int32_t *table = block_tables + (size_t)seq_of[i] * max_blocks;
