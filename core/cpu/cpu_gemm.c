@@ -23,11 +23,12 @@
 /* Register tile: 12 rows x 32 columns = 24 accumulators of 16 floats, out of the 32
  * vector registers of AVX-512. Cache blocks: a GEMM_KC x GEMM_NR strip of op(B) (32 KiB)
  * stays in L1 while the kernel runs down the GEMM_MR x GEMM_KC strips of a block of
- * op(A) (144 KiB) held in L2; the packed op(B) (up to 16 MiB) sits in L2/L3. */
+ * op(A) (96 KiB) held in L2; the packed op(B) (up to 16 MiB) sits in L2/L3. GEMM_MC of
+ * 48 to 96 rows ran ~5% faster than 144 or 240 on the dense-10m shapes (Zen 5). */
 #define GEMM_MR 12
 #define GEMM_NR 32
 #define GEMM_KC 256
-#define GEMM_MC 144
+#define GEMM_MC 96
 
 /* Below these sizes OpenBLAS runs the product (no packing to amortise). */
 #define GEMM_MIN_M 32
@@ -54,8 +55,13 @@ GEMM_TARGET static void gemm_kernel(int kc, const float *restrict Ap, const floa
     gemm_v16 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
     gemm_v16 c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0}, c60 = {0}, c61 = {0}, c70 = {0}, c71 = {0};
     gemm_v16 c80 = {0}, c81 = {0}, c90 = {0}, c91 = {0}, ca0 = {0}, ca1 = {0}, cb0 = {0}, cb1 = {0};
+    for (int r = 0; r < GEMM_MR; r++) {   /* C's lines arrive while the sums run */
+        __builtin_prefetch(C + (size_t)r * ldc, 1, 3);
+        __builtin_prefetch(C + (size_t)r * ldc + 16, 1, 3);
+    }
     for (int p = 0; p < kc; p++, Ap += GEMM_MR, Bp += GEMM_NR) {
         gemm_v16 b0, b1;
+        __builtin_prefetch(Ap + 8 * GEMM_MR, 0, 3);   /* op(A) streams from L2 */
         GLOAD(b0, Bp);
         GLOAD(b1, Bp + 16);
 #define GEMM_ROW(r, x0, x1) \
