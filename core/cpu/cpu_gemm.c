@@ -10,6 +10,7 @@
  * element of C is summed in the same order whatever the number of threads. */
 #include "core/cpu/cpu_impl.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,8 @@
 #define GEMM_FLOPS_PER_THREAD (4.0 * 1024 * 1024)
 /* The most floats of op(B) packed at once (16 MiB): all of K, as many columns as fit. */
 #define GEMM_PANEL_FLOATS (4u << 20)
+/* Rows of op(B) per packing job (a multiple of 4). */
+#define GEMM_PACK_ROWS 32
 /* Tasks (blocks of rows of C) per thread, so a thread slowed down is covered. */
 #define GEMM_TASKS_PER_THREAD 4
 
@@ -127,59 +130,117 @@ GEMM_TARGET static void gemm_kernel_edge(int kc, const float *Ap, const float *B
     }
 }
 
+typedef float gemm_v8 __attribute__((vector_size(32)));
+typedef float gemm_v4 __attribute__((vector_size(16)));
+typedef int32_t gemm_i4 __attribute__((vector_size(16)));
+
+/* dst[k * ldd + i] = alpha * src[i][k] for i, k < 4: four rows of 4 floats transposed in
+ * registers (rows src[i] anywhere). */
+GEMM_TARGET static inline void gemm_transpose4(float *dst, size_t ldd, const float *s0, const float *s1,
+                                               const float *s2, const float *s3, float alpha) {
+    gemm_v4 r0, r1, r2, r3;
+    memcpy(&r0, s0, sizeof r0);
+    memcpy(&r1, s1, sizeof r1);
+    memcpy(&r2, s2, sizeof r2);
+    memcpy(&r3, s3, sizeof r3);
+    gemm_v4 t0 = __builtin_shuffle(r0, r1, (gemm_i4){0, 4, 1, 5});
+    gemm_v4 t1 = __builtin_shuffle(r0, r1, (gemm_i4){2, 6, 3, 7});
+    gemm_v4 t2 = __builtin_shuffle(r2, r3, (gemm_i4){0, 4, 1, 5});
+    gemm_v4 t3 = __builtin_shuffle(r2, r3, (gemm_i4){2, 6, 3, 7});
+    gemm_v4 c0 = alpha * __builtin_shuffle(t0, t2, (gemm_i4){0, 1, 4, 5});
+    gemm_v4 c1 = alpha * __builtin_shuffle(t0, t2, (gemm_i4){2, 3, 6, 7});
+    gemm_v4 c2 = alpha * __builtin_shuffle(t1, t3, (gemm_i4){0, 1, 4, 5});
+    gemm_v4 c3 = alpha * __builtin_shuffle(t1, t3, (gemm_i4){2, 3, 6, 7});
+    memcpy(dst, &c0, sizeof c0);
+    memcpy(dst + ldd, &c1, sizeof c1);
+    memcpy(dst + 2 * ldd, &c2, sizeof c2);
+    memcpy(dst + 3 * ldd, &c3, sizeof c3);
+}
+
 /* Packs rows [i0, i0 + mc) x columns [p0, p0 + kc) of op(A) (times alpha) into strips of
  * GEMM_MR rows: Ap[s][p][r] = alpha op(A)[i0 + s GEMM_MR + r][p0 + p], zero past mc. */
 GEMM_TARGET static void gemm_pack_a(float *restrict Ap, const float *restrict A, size_t lda, int trans_a, int i0,
                                     int mc, int p0, int kc, float alpha) {
+    if (trans_a) {   /* op(A)[i][p] = A[p][i]: each row of A read once, into every strip */
+        for (int p = 0; p < kc; p++) {
+            const float *src = A + (size_t)(p0 + p) * lda + i0;
+            for (int s = 0; s < mc; s += GEMM_MR) {
+                int rows = mc - s < GEMM_MR ? mc - s : GEMM_MR;
+                float *dst = Ap + (size_t)s * kc + (size_t)p * GEMM_MR;
+                if (rows == GEMM_MR) {
+                    gemm_v8 x;
+                    gemm_v4 y;
+                    memcpy(&x, src + s, sizeof x);
+                    memcpy(&y, src + s + 8, sizeof y);
+                    x *= alpha;
+                    y *= alpha;
+                    memcpy(dst, &x, sizeof x);
+                    memcpy(dst + 8, &y, sizeof y);
+                } else {
+                    for (int r = 0; r < GEMM_MR; r++) dst[r] = r < rows ? alpha * src[s + r] : 0.0f;
+                }
+            }
+        }
+        return;
+    }
+    /* op(A)[i][p] = A[i][p]: GEMM_MR rows read along p, 4 x 4 blocks transposed */
     for (int s = 0; s < mc; s += GEMM_MR) {
         int rows = mc - s < GEMM_MR ? mc - s : GEMM_MR;
         float *dst = Ap + (size_t)s * kc;
-        if (trans_a) {   /* op(A)[i][p] = A[p][i]: GEMM_MR consecutive floats per p */
-            const float *src = A + (size_t)p0 * lda + i0 + s;
-            for (int p = 0; p < kc; p++, src += lda, dst += GEMM_MR) {
-                int r = 0;
-                for (; r < rows; r++) dst[r] = alpha * src[r];
-                for (; r < GEMM_MR; r++) dst[r] = 0.0f;
-            }
-        } else {   /* op(A)[i][p] = A[i][p]: rows read along p, written interleaved */
-            const float *src = A + (size_t)(i0 + s) * lda + p0;
-            for (int r = 0; r < GEMM_MR; r++) {
-                const float *a = src + (size_t)r * lda;
-                float *d = dst + r;
-                if (r < rows)
-                    for (int p = 0; p < kc; p++) d[(size_t)p * GEMM_MR] = alpha * a[p];
-                else
-                    for (int p = 0; p < kc; p++) d[(size_t)p * GEMM_MR] = 0.0f;
-            }
-        }
+        const float *a[GEMM_MR];
+        for (int r = 0; r < GEMM_MR; r++) a[r] = A + (size_t)(i0 + s + (r < rows ? r : 0)) * lda + p0;
+        int p = 0;
+        if (rows == GEMM_MR)
+            for (; p + 4 <= kc; p += 4)
+                for (int r = 0; r < GEMM_MR; r += 4)
+                    gemm_transpose4(dst + (size_t)p * GEMM_MR + r, GEMM_MR, a[r] + p, a[r + 1] + p, a[r + 2] + p,
+                                    a[r + 3] + p, alpha);
+        for (; p < kc; p++)
+            for (int r = 0; r < GEMM_MR; r++) dst[(size_t)p * GEMM_MR + r] = r < rows ? alpha * a[r][p] : 0.0f;
     }
 }
 
-/* Packs one strip of op(B): rows [p0, p0 + kc) x columns [j0, j0 + cols) (cols <=
- * GEMM_NR) into Bp[p][c] = op(B)[p0 + p][j0 + c], zero past cols. */
-GEMM_TARGET static void gemm_pack_b_strip(float *restrict Bp, const float *restrict B, size_t ldb, int trans_b,
-                                          int p0, int kc, int j0, int cols) {
-    if (!trans_b) {   /* op(B)[p][j] = B[p][j]: GEMM_NR consecutive floats per p */
-        const float *src = B + (size_t)p0 * ldb + j0;
-        for (int p = 0; p < kc; p++, src += ldb, Bp += GEMM_NR) {
-            if (cols == GEMM_NR) {
-                memcpy(Bp, src, GEMM_NR * sizeof(float));
-            } else {
-                int c = 0;
-                for (; c < cols; c++) Bp[c] = src[c];
-                for (; c < GEMM_NR; c++) Bp[c] = 0.0f;
+/* Packs rows [p0 + q0, p0 + q1) of a kc-deep block of op(B) (columns [j0, j0 + nc)) into
+ * Bp, the block's strips: Bp[s][p][c] = op(B)[p0 + p][j0 + s GEMM_NR + c], zero past nc.
+ * Without transpose each row of B is read once, across all strips; with it (op(B) =
+ * B^T, the Linear layer's weight) 4 x 4 blocks are transposed in registers. */
+GEMM_TARGET static void gemm_pack_b(float *restrict Bp, const float *restrict B, size_t ldb, int trans_b, int p0,
+                                    int kc, int q0, int q1, int j0, int nc) {
+    int nstrips = (nc + GEMM_NR - 1) / GEMM_NR;
+    if (!trans_b) {
+        for (int p = q0; p < q1; p++) {
+            const float *src = B + (size_t)(p0 + p) * ldb + j0;
+            for (int s = 0; s < nstrips; s++) {
+                int cols = nc - s * GEMM_NR < GEMM_NR ? nc - s * GEMM_NR : GEMM_NR;
+                float *dst = Bp + ((size_t)s * kc + p) * GEMM_NR;
+                if (cols == GEMM_NR) {
+                    memcpy(dst, src + s * GEMM_NR, GEMM_NR * sizeof(float));
+                } else {
+                    int c = 0;
+                    for (; c < cols; c++) dst[c] = src[s * GEMM_NR + c];
+                    for (; c < GEMM_NR; c++) dst[c] = 0.0f;
+                }
             }
         }
-    } else {   /* op(B)[p][j] = B[j][p]: columns of the strip are rows of B */
-        for (int c = 0; c < GEMM_NR; c++) {
-            float *d = Bp + c;
-            if (c < cols) {
-                const float *b = B + (size_t)(j0 + c) * ldb + p0;
-                for (int p = 0; p < kc; p++) d[(size_t)p * GEMM_NR] = b[p];
-            } else {
-                for (int p = 0; p < kc; p++) d[(size_t)p * GEMM_NR] = 0.0f;
+        return;
+    }
+    for (int s = 0; s < nstrips; s++) {
+        int cols = nc - s * GEMM_NR < GEMM_NR ? nc - s * GEMM_NR : GEMM_NR;
+        float *strip = Bp + (size_t)s * kc * GEMM_NR;
+        const float *b = B + (size_t)(j0 + s * GEMM_NR) * ldb + p0;   /* row c of B is column c */
+        int c = 0;
+        for (; c + 4 <= cols; c += 4) {
+            const float *b0 = b + (size_t)c * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+            int p = q0;
+            for (; p + 4 <= q1; p += 4)
+                gemm_transpose4(strip + (size_t)p * GEMM_NR + c, GEMM_NR, b0 + p, b1 + p, b2 + p, b3 + p, 1.0f);
+            for (; p < q1; p++) {
+                float *d = strip + (size_t)p * GEMM_NR + c;
+                d[0] = b0[p], d[1] = b1[p], d[2] = b2[p], d[3] = b3[p];
             }
         }
+        for (; c < GEMM_NR; c++)
+            for (int p = q0; p < q1; p++) strip[(size_t)p * GEMM_NR + c] = c < cols ? b[(size_t)c * ldb + p] : 0.0f;
     }
 }
 
@@ -239,15 +300,15 @@ GEMM_TARGET static void gemm_team(const gemm_job *g, float *scratch) {
     int ntasks = (g->M + g->task_rows - 1) / g->task_rows;
     for (int jc = 0; jc < g->N; jc += ncols) {
         int nc = g->N - jc < ncols ? g->N - jc : ncols;
-        int nstrips = (nc + GEMM_NR - 1) / GEMM_NR;
         size_t stride = gemm_panel_floats(1, nc);   /* floats per row of K */
+        /* Packing jobs: GEMM_PACK_ROWS rows of a kc-deep block, all its strips. */
+        int chunks = (GEMM_KC + GEMM_PACK_ROWS - 1) / GEMM_PACK_ROWS;
         CPU_OMP(for schedule(dynamic, 1))
-        for (int job = 0; job < kblocks * nstrips; job++) {
-            int pc = job / nstrips * GEMM_KC, s = job % nstrips;
+        for (int job = 0; job < kblocks * chunks; job++) {
+            int pc = job / chunks * GEMM_KC, q0 = job % chunks * GEMM_PACK_ROWS;
             int kc = g->K - pc < GEMM_KC ? g->K - pc : GEMM_KC;
-            int cols = nc - s * GEMM_NR < GEMM_NR ? nc - s * GEMM_NR : GEMM_NR;
-            gemm_pack_b_strip(g->panel + (size_t)pc * stride + (size_t)s * GEMM_NR * kc, g->B, g->ldb, g->trans_b, pc,
-                              kc, jc + s * GEMM_NR, cols);
+            int q1 = q0 + GEMM_PACK_ROWS < kc ? q0 + GEMM_PACK_ROWS : kc;
+            if (q0 < kc) gemm_pack_b(g->panel + (size_t)pc * stride, g->B, g->ldb, g->trans_b, pc, kc, q0, q1, jc, nc);
         }
         /* (the loop's implicit barrier: the panel is whole) */
         CPU_OMP(for schedule(dynamic, 1))
