@@ -26,7 +26,7 @@ static grpo_status dense_lm_save(lm *m, const char *dir) { return dense_save(m->
 static void dense_lm_destroy(lm *m) { dense_model_free(m->impl); }
 
 static const lm_ops dense_lm_ops = {dense_lm_forward, dense_lm_backward, dense_lm_reserve, dense_lm_save,
-                                     dense_lm_destroy, &dense_lm_decode_ops, NULL, NULL};
+                                     dense_lm_destroy, &dense_lm_decode_ops, NULL, NULL, NULL, NULL};
 
 static grpo_status wrap_dense(backend *be, dense_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
@@ -63,9 +63,16 @@ static void dsv3_lm_destroy(lm *m) { deepseek_v3_free(m->impl); }
 static void dsv3_lm_update_bias(lm *m, float gamma) { deepseek_v3_update_bias(m->impl, gamma); }
 static double dsv3_lm_max_violation(const lm *m) { return deepseek_v3_max_violation(m->impl); }
 
+static int dsv3_lm_num_moe_layers(const lm *m) { return deepseek_v3_num_moe_layers(m->impl); }
+static double dsv3_lm_moe_layer_violation(const lm *m, int i, int *layer_index) {
+    if (layer_index) *layer_index = deepseek_v3_moe_layer_index(m->impl, i);
+    const moe_stats *st = deepseek_v3_moe_stats(m->impl, i);
+    return st ? st->max_violation : NAN;
+}
+
 static const lm_ops dsv3_lm_ops = {dsv3_lm_forward, dsv3_lm_backward, dsv3_lm_reserve, dsv3_lm_save,
                                     dsv3_lm_destroy, &deepseek_v3_lm_decode_ops, dsv3_lm_update_bias,
-                                    dsv3_lm_max_violation};
+                                    dsv3_lm_max_violation, dsv3_lm_num_moe_layers, dsv3_lm_moe_layer_violation};
 
 static grpo_status wrap_dsv3(backend *be, deepseek_v3_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
@@ -139,6 +146,22 @@ grpo_status lm_create_random(backend *be, const char *config_json, size_t len, c
 
 double lm_max_load_violation(const lm *m) {
     return m->ops->max_load_violation ? m->ops->max_load_violation(m) : NAN;
+}
+
+int lm_moe_metrics(const lm *m, int max, char (*name_store)[48], const char **names, double *values) {
+    if (!m->ops->num_moe_layers || !m->ops->moe_layer_violation || max < 1) return 0;
+    int n = 0, layers = m->ops->num_moe_layers(m);
+    snprintf(name_store[n], 48, "moe/max_violation");
+    names[n] = name_store[n];
+    values[n++] = lm_max_load_violation(m);
+    for (int i = 0; i < layers && n < max; i++) {
+        int layer = i;
+        double v = m->ops->moe_layer_violation(m, i, &layer);
+        snprintf(name_store[n], 48, "moe/layer%d/max_violation", layer);
+        names[n] = name_store[n];
+        values[n++] = v;
+    }
+    return n;
 }
 
 void lm_free(lm *m) {

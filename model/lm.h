@@ -106,6 +106,10 @@ typedef struct {
      * violation (max load / mean load - 1) of the last forward. */
     void (*update_router_bias)(lm *m, float gamma);
     double (*max_load_violation)(const lm *m);
+    /* Per MoE layer i (0-based among the MoE layers): its decoder layer index and the max
+     * violation of its last forward; num_moe_layers NULL or 0 for dense families. */
+    int (*num_moe_layers)(const lm *m);
+    double (*moe_layer_violation)(const lm *m, int i, int *layer_index);
 } lm_ops;
 
 struct lm {
@@ -137,6 +141,10 @@ static inline void lm_update_router_bias(lm *m, float gamma) {
 }
 /* NAN for a model without routed experts. */
 double lm_max_load_violation(const lm *m);
+/* Appends "moe/max_violation" and "moe/layer<L>/max_violation" for each MoE layer L to
+ * names/values (names point into name_store[max][48]); returns how many were added
+ * (0 for dense models). */
+int lm_moe_metrics(const lm *m, int max, char (*name_store)[48], const char **names, double *values);
 static inline grpo_status lm_save(lm *m, const char *dir) { return m->ops->save(m, dir); }
 
 /* Cached decoding: fails with a message naming the model type when the family lacks it. */

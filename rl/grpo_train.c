@@ -559,7 +559,13 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         metric_add(&mt, "clip_ratio/region_mean", clip_region);
         metric_add(&mt, "sampling/logp_gap_mean", gap);
         metric_add(&mt, "sampling/logp_gap_max", gap_max);
-        metric_add(&mt, "moe/max_violation", lm_max_load_violation(model));
+        {
+            char store[16][48];
+            const char *names[16];
+            double values[16];
+            int k = lm_moe_metrics(model, 16, store, names, values);
+            for (int i = 0; i < k; i++) metric_add(&mt, names[i], values[i]);
+        }
         metric_add(&mt, "grad_norm", grad_norm);
         metric_add(&mt, "learning_rate", lr);
         metric_add(&mt, "time/training", t_train);

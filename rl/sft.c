@@ -280,6 +280,11 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
                                    "train/response_tokens"};
             double values[] = {result->train_loss, lr, grad_norm, tok_s, window_tokens};
             emit(run, done_steps, 5, names, values);
+            char moe_store[16][48];
+            const char *moe_names[16];
+            double moe_values[16];
+            int k = lm_moe_metrics(model, 16, moe_store, moe_names, moe_values);
+            if (k) emit(run, done_steps, k, moe_names, moe_values);
             window_loss = window_tokens = 0;
             window_steps = 0;
         }
