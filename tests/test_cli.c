@@ -62,8 +62,8 @@ int main(void) {
     EXPECT_RUN("", 2, "usage: grpo COMMAND");
     EXPECT_RUN("--help", 0, "commands:");
     EXPECT_RUN("frobnicate", 2, "unknown command 'frobnicate'");
-    const char *commands[] = {"run", "init", "forward", "data", "info"};
-    for (int i = 0; i < 5; i++) {
+    const char *commands[] = {"run", "init", "forward", "data", "info", "eval", "sample", "verify"};
+    for (int i = 0; i < 8; i++) {
         char args[64];
         snprintf(args, sizeof args, "%s --help", commands[i]);
         EXPECT_RUN(args, 0, "usage: grpo");
@@ -91,6 +91,12 @@ int main(void) {
         st_close(f);
     }
     EXPECT_RUN("forward --model m --tokens 1,x --out g.safetensors", 2, "--tokens");
+    /* eval: a random model on a few problems gives a well-formed summary */
+    EXPECT_RUN("data arith --n 3 --seed 2 --out e.jsonl", 0, NULL);
+    EXPECT_RUN("eval --model m --data e.jsonl --k 2 --max-tokens 8 --template {prompt}", 0, "\"pass@k\"");
+    CHECK(strstr(output, "\"problems\": 3") != NULL);
+    EXPECT_RUN("eval --model m --data e.jsonl --reward nonsense", 2, "--reward");
+    EXPECT_RUN("eval --model m --data missing.jsonl --k 2", 1, "missing.jsonl");
     EXPECT_RUN("forward --model m --tokens 400 --out g.safetensors", 1, "outside the vocabulary");
     EXPECT_RUN("forward --model nowhere --tokens 1 --out g.safetensors", 1, "nowhere/config.json");
     /* a truncated weights file */

@@ -14,6 +14,7 @@ int cmd_data(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 

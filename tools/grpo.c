@@ -6,12 +6,13 @@
 #include "tools/commands.h"
 
 static const command commands[] = {
-    {"run", "run the stages of a config (sft, ...)", cmd_run},
+    {"run", "run the stages of a config (sft, grpo)", cmd_run},
     {"init", "a randomly initialised model from a preset, HF layout", cmd_init},
     {"forward", "logits of a model over given token ids, as safetensors", cmd_forward},
     {"data", "synthetic problems (arith, countdown) as JSONL", cmd_data},
     {"verify", "JSONL in, verdicts out: math, code, countdown, format", cmd_verify},
     {"sample", "G sampled completions per dataset line, as JSONL", cmd_sample},
+    {"eval", "pass@1, pass@k, maj@k of a model on a JSONL problem set", cmd_eval},
     {"info", "version, backends compiled in, devices seen", cmd_info},
 };
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
