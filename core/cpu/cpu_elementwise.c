@@ -1,5 +1,5 @@
 /* Elementwise ops on the CPU: add, axpy, scale, bias, sum of squares, SwiGLU.
- * Plain loops the compiler vectorises (SwiGLU through cpu_vec.c's vector exp), split
+ * Blocks of cpu_vec.c's vector kernels (plain loops for the rarely used ones), split
  * over OpenMP threads when long enough. */
 #include "core/cpu/cpu_impl.h"
 
@@ -10,18 +10,29 @@ void cpu_add(backend *be, float *out, const float *a, const float *b, size_t n) 
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+/* Elements per task of the streaming loops (a multiple of the vector width). */
+#define CPU_STREAM_BLOCK 8192
+
 /* y[n] += alpha * x[n]. */
 void cpu_axpy(backend *be, float *y, float alpha, const float *x, size_t n) {
     (void)be;
+    size_t nblocks = (n + CPU_STREAM_BLOCK - 1) / CPU_STREAM_BLOCK;
     CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
-    for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        size_t j0 = blk * CPU_STREAM_BLOCK, len = n - j0 < CPU_STREAM_BLOCK ? n - j0 : CPU_STREAM_BLOCK;
+        cpu_vec_axpy(y + j0, alpha, x + j0, len);
+    }
 }
 
 /* x[n] *= alpha. */
 void cpu_scale(backend *be, float *x, float alpha, size_t n) {
     (void)be;
+    size_t nblocks = (n + CPU_STREAM_BLOCK - 1) / CPU_STREAM_BLOCK;
     CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
-    for (size_t i = 0; i < n; i++) x[i] *= alpha;
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        size_t j0 = blk * CPU_STREAM_BLOCK, len = n - j0 < CPU_STREAM_BLOCK ? n - j0 : CPU_STREAM_BLOCK;
+        cpu_vec_scale(x + j0, alpha, len);
+    }
 }
 
 /* out: [rows, d] += bias: [d] on every row. */
@@ -56,25 +67,35 @@ void cpu_bias_backward(backend *be, float *dbias, const float *dout, int rows, i
     }
 }
 
-/* Sum of x[i]^2 in double (gradient norms must not lose small entries to big ones). */
+/* Partial sums of sum_squares: at most this many, each over a block of the vector. */
+#define CPU_SUM_PARTS 256
+
+/* Sum of x[i]^2 in double (gradient norms must not lose small entries to big ones).
+ * Blocks are summed into partials that are then added in order, so the result does
+ * not depend on the thread count or on which thread finished first. */
 double cpu_sum_squares(backend *be, const float *x, size_t n) {
     (void)be;
+    size_t block = (n + CPU_SUM_PARTS - 1) / CPU_SUM_PARTS;
+    if (block < CPU_STREAM_BLOCK) block = CPU_STREAM_BLOCK;
+    size_t nblocks = (n + block - 1) / block;
+    double part[CPU_SUM_PARTS];
+    CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        size_t j0 = blk * block, len = n - j0 < block ? n - j0 : block;
+        part[blk] = cpu_vec_sum_squares(x + j0, len);
+    }
     double total = 0.0;
-    CPU_OMP(parallel for schedule(static) reduction(+ : total) if (n >= CPU_PARALLEL_MIN))
-    for (size_t i = 0; i < n; i++) total += (double)x[i] * (double)x[i];
+    for (size_t blk = 0; blk < nblocks; blk++) total += part[blk];
     return total;
 }
-
-/* Elements per task of the SwiGLU loops (a multiple of the vector width). */
-#define CPU_SWIGLU_BLOCK 8192
 
 /* out[n] = silu(gate) * up, silu(g) = g * sigmoid(g) (SwiGLU, Shazeer 2020). */
 void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float *up, size_t n) {
     (void)be;
-    size_t nblocks = (n + CPU_SWIGLU_BLOCK - 1) / CPU_SWIGLU_BLOCK;
+    size_t nblocks = (n + CPU_STREAM_BLOCK - 1) / CPU_STREAM_BLOCK;
     CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
     for (size_t blk = 0; blk < nblocks; blk++) {
-        size_t j0 = blk * CPU_SWIGLU_BLOCK, len = n - j0 < CPU_SWIGLU_BLOCK ? n - j0 : CPU_SWIGLU_BLOCK;
+        size_t j0 = blk * CPU_STREAM_BLOCK, len = n - j0 < CPU_STREAM_BLOCK ? n - j0 : CPU_STREAM_BLOCK;
         cpu_vec_swiglu(out + j0, gate + j0, up + j0, len);
     }
 }
@@ -84,10 +105,10 @@ void cpu_swiglu_forward(backend *be, float *out, const float *gate, const float 
 void cpu_swiglu_backward(backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n) {
     (void)be;
-    size_t nblocks = (n + CPU_SWIGLU_BLOCK - 1) / CPU_SWIGLU_BLOCK;
+    size_t nblocks = (n + CPU_STREAM_BLOCK - 1) / CPU_STREAM_BLOCK;
     CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
     for (size_t blk = 0; blk < nblocks; blk++) {
-        size_t j0 = blk * CPU_SWIGLU_BLOCK, len = n - j0 < CPU_SWIGLU_BLOCK ? n - j0 : CPU_SWIGLU_BLOCK;
+        size_t j0 = blk * CPU_STREAM_BLOCK, len = n - j0 < CPU_STREAM_BLOCK ? n - j0 : CPU_STREAM_BLOCK;
         cpu_vec_swiglu_backward(dgate + j0, dup + j0, dout + j0, gate + j0, up + j0, len);
     }
 }

@@ -83,6 +83,22 @@ float cpu_vec_max(const float *x, int n);
 void cpu_vec_exp_sub(float *x, const float *shift, int n);
 /* p[j] = p[j] (dp[j] - d[j]) scale for j < n: the softmax backward, dS = P (dP - D). */
 void cpu_vec_softmax_grad(float *p, const float *dp, const float *d, float scale, int n);
+/* Streaming kernels for one thread's slice (sums in vector lanes, in a fixed order):
+ * sum a b; sum a b c; y = (x s) w; dx = r g w - c x; acc += (double)(g x r);
+ * sum x^2 in double; y += alpha x; x *= alpha; the RoPE pair turn
+ * (a, b) -> (a c - b s', b c + a s') with s' = sign s; AdamW as cpu_adamw states it,
+ * with inv_c1, inv_c2 = 1 / (1 - beta^step). */
+float cpu_vec_dot(const float *a, const float *b, int n);
+float cpu_vec_dot3(const float *a, const float *b, const float *c, int n);
+void cpu_vec_scale_mul(float *y, const float *x, float s, const float *w, int n);
+void cpu_vec_rmsnorm_dx(float *dx, const float *g, const float *w, const float *x, float r, float c, int n);
+void cpu_vec_acc_gxr(double *acc, const float *g, const float *x, float r, int n);
+double cpu_vec_sum_squares(const float *x, size_t n);
+void cpu_vec_axpy(float *y, float alpha, const float *x, size_t n);
+void cpu_vec_scale(float *x, float alpha, size_t n);
+void cpu_vec_rotate(float *a, float *b, const float *c, const float *s, float sign, int n);
+void cpu_vec_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                   float eps, float weight_decay, float inv_c1, float inv_c2);
 /* out[j] = silu(gate[j]) * up[j] for j < n, the sigmoid through the exp above. */
 void cpu_vec_swiglu(float *out, const float *gate, const float *up, size_t n);
 /* SwiGLU backward over j < n: dgate = dout up silu'(gate), dup = dout silu(gate) (written). */

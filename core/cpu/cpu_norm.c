@@ -13,11 +13,10 @@ void cpu_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, c
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * D;
         float *o = out + (size_t)n * D;
-        float ss = 0.0f;
-        for (int i = 0; i < D; i++) ss += xr[i] * xr[i];
+        float ss = cpu_vec_dot(xr, xr, D);
         float r = 1.0f / sqrtf(ss / (float)D + eps);
         rstd[n] = r;
-        for (int i = 0; i < D; i++) o[i] = (xr[i] * r) * w[i];
+        cpu_vec_scale_mul(o, xr, r, w, D);
     }
 }
 
@@ -37,10 +36,9 @@ void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, 
         const float *xr = x + (size_t)n * D, *g = dout + (size_t)n * D;
         float *d = dx + (size_t)n * D;
         float r = rstd[n];
-        float dot = 0.0f;
-        for (int i = 0; i < D; i++) dot += g[i] * w[i] * xr[i];
+        float dot = cpu_vec_dot3(g, w, xr, D);
         float c = r * r * r * dot / (float)D;
-        for (int i = 0; i < D; i++) d[i] = r * g[i] * w[i] - c * xr[i];
+        cpu_vec_rmsnorm_dx(d, g, w, xr, r, c, D);
     }
     int nblocks = (D + RMSNORM_COLUMN_BLOCK - 1) / RMSNORM_COLUMN_BLOCK;
     CPU_OMP(parallel for schedule(static) if (big))
@@ -50,8 +48,7 @@ void cpu_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, 
         double acc[RMSNORM_COLUMN_BLOCK] = {0};
         for (int n = 0; n < N; n++) {
             const float *xr = x + (size_t)n * D, *g = dout + (size_t)n * D;
-            float r = rstd[n];
-            for (int j = j0; j < j1; j++) acc[j - j0] += g[j] * xr[j] * r;
+            cpu_vec_acc_gxr(acc, g + j0, xr + j0, rstd[n], j1 - j0);
         }
         for (int j = j0; j < j1; j++) dw[j] += (float)acc[j - j0];
     }

@@ -4,6 +4,9 @@
 
 #include <math.h>
 
+/* Elements per task (cpu_vec_adamw runs 16 at a time). */
+#define CPU_ADAMW_BLOCK 8192
+
 /* For each i (step is 1-based):
  *   m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
  *   mhat = m / (1 - beta1^step);   vhat = v / (1 - beta2^step)
@@ -16,15 +19,10 @@ void cpu_adamw(backend *be, float *param, const float *grad, float *m, float *v,
     /* The bias corrections, once per call in double: beta^step for large steps. */
     float inv_c1 = (float)(1.0 / (1.0 - pow((double)beta1, step)));
     float inv_c2 = (float)(1.0 / (1.0 - pow((double)beta2, step)));
+    size_t nblocks = (n + CPU_ADAMW_BLOCK - 1) / CPU_ADAMW_BLOCK;
     CPU_OMP(parallel for schedule(static) if (n >= CPU_PARALLEL_MIN))
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i];
-        float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        float mhat = mi * inv_c1, vhat = vi * inv_c2;
-        float p = param[i];
-        param[i] = p - lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p);
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        size_t i0 = blk * CPU_ADAMW_BLOCK, len = n - i0 < CPU_ADAMW_BLOCK ? n - i0 : CPU_ADAMW_BLOCK;
+        cpu_vec_adamw(param + i0, grad + i0, m + i0, v + i0, len, lr, beta1, beta2, eps, weight_decay, inv_c1, inv_c2);
     }
 }

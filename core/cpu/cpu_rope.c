@@ -28,11 +28,7 @@ void cpu_rope(backend *be, float *x, int T, int H, int head_stride, int rot_dim,
                     xh[2 * i + 1] = b * c[i] + a * sn;
                 }
             } else {
-                for (int i = 0; i < half; i++) {
-                    float a = xh[i], b = xh[i + half], sn = sign * s[i];
-                    xh[i] = a * c[i] - b * sn;
-                    xh[i + half] = b * c[i] + a * sn;
-                }
+                cpu_vec_rotate(xh, xh + half, c, s, sign, half);
             }
         }
     }

@@ -382,3 +382,202 @@ void cpu_vec_swiglu_backward(float *dgate, float *dup, const float *dout, const 
         memcpy(dup + j, &du, (n - j) * sizeof(float));
     }
 }
+
+/* ---- streaming kernels of the elementwise, norm, RoPE and optimizer ops ----
+ * GCC at -O2 leaves loops with a run-time length scalar, and never vectorises a float
+ * reduction without -ffast-math; these are written in vectors (sums in 16 lanes, then
+ * the lanes in order, so a result depends only on n, not on the thread count). */
+
+CPU_MULTIVERSION
+float cpu_vec_dot(const float *a, const float *b, int n) {
+    vf16 acc = {0}, x, y;
+    int j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        VLOAD(x, a + j);
+        VLOAD(y, b + j);
+        acc += x * y;
+    }
+    float sum = 0;
+    for (int t = 0; t < TILE_NR; t++) sum += acc[t];
+    for (; j < n; j++) sum += a[j] * b[j];
+    return sum;
+}
+
+CPU_MULTIVERSION
+float cpu_vec_dot3(const float *a, const float *b, const float *c, int n) {
+    vf16 acc = {0}, x, y, z;
+    int j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        VLOAD(x, a + j);
+        VLOAD(y, b + j);
+        VLOAD(z, c + j);
+        acc += x * y * z;
+    }
+    float sum = 0;
+    for (int t = 0; t < TILE_NR; t++) sum += acc[t];
+    for (; j < n; j++) sum += a[j] * b[j] * c[j];
+    return sum;
+}
+
+CPU_MULTIVERSION
+void cpu_vec_scale_mul(float *y, const float *x, float s, const float *w, int n) {
+    vf16 a, b;
+    int j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        VLOAD(a, x + j);
+        VLOAD(b, w + j);
+        a = (a * s) * b;
+        VSTORE(y + j, a);
+    }
+    for (; j < n; j++) y[j] = (x[j] * s) * w[j];
+}
+
+CPU_MULTIVERSION
+void cpu_vec_rmsnorm_dx(float *dx, const float *g, const float *w, const float *x, float r, float c, int n) {
+    vf16 gv, wv, xv;
+    int j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        VLOAD(gv, g + j);
+        VLOAD(wv, w + j);
+        VLOAD(xv, x + j);
+        gv = r * gv * wv - c * xv;
+        VSTORE(dx + j, gv);
+    }
+    for (; j < n; j++) dx[j] = r * g[j] * w[j] - c * x[j];
+}
+
+typedef double vd8 __attribute__((vector_size(64)));
+typedef float vf8 __attribute__((vector_size(32)));
+#define VLOADD(v, p) memcpy(&(v), (p), sizeof(vd8))
+#define VSTORED(p, v) memcpy((p), &(v), sizeof(vd8))
+
+CPU_MULTIVERSION
+void cpu_vec_acc_gxr(double *acc, const float *g, const float *x, float r, int n) {
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        vf8 gv, xv;
+        vd8 a;
+        memcpy(&gv, g + j, sizeof gv);
+        memcpy(&xv, x + j, sizeof xv);
+        gv = gv * xv * r;   /* the float product, then its exact double */
+        VLOADD(a, acc + j);
+        a += __builtin_convertvector(gv, vd8);
+        VSTORED(acc + j, a);
+    }
+    for (; j < n; j++) acc[j] += g[j] * x[j] * r;
+}
+
+CPU_MULTIVERSION
+double cpu_vec_sum_squares(const float *x, size_t n) {
+    vd8 acc = {0};
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        vf8 v;
+        memcpy(&v, x + j, sizeof v);
+        vd8 d = __builtin_convertvector(v, vd8);
+        acc += d * d;
+    }
+    double total = 0;
+    for (int t = 0; t < 8; t++) total += acc[t];
+    for (; j < n; j++) total += (double)x[j] * (double)x[j];
+    return total;
+}
+
+CPU_MULTIVERSION
+void cpu_vec_axpy(float *y, float alpha, const float *x, size_t n) {
+    vf16 a, b;
+    size_t j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        VLOAD(a, y + j);
+        VLOAD(b, x + j);
+        a += alpha * b;
+        VSTORE(y + j, a);
+    }
+    for (; j < n; j++) y[j] += alpha * x[j];
+}
+
+CPU_MULTIVERSION
+void cpu_vec_scale(float *x, float alpha, size_t n) {
+    vf16 a;
+    size_t j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        VLOAD(a, x + j);
+        a *= alpha;
+        VSTORE(x + j, a);
+    }
+    for (; j < n; j++) x[j] *= alpha;
+}
+
+CPU_MULTIVERSION
+void cpu_vec_rotate(float *a, float *b, const float *c, const float *s, float sign, int n) {
+    vf16 av, bv, cv, sv;
+    int j = 0;
+    for (; j + TILE_NR <= n; j += TILE_NR) {
+        VLOAD(av, a + j);
+        VLOAD(bv, b + j);
+        VLOAD(cv, c + j);
+        VLOAD(sv, s + j);
+        sv *= sign;
+        vf16 na = av * cv - bv * sv, nb = bv * cv + av * sv;
+        VSTORE(a + j, na);
+        VSTORE(b + j, nb);
+    }
+    for (; j < n; j++) {
+        float x = a[j], y = b[j], sn = sign * s[j];
+        a[j] = x * c[j] - y * sn;
+        b[j] = y * c[j] + x * sn;
+    }
+}
+
+/* AdamW over n elements (cpu_optim.c's formula). The square root needs the AVX-512
+ * instruction (a vector sqrt in plain C needs -fno-math-errno), so this one is written
+ * with intrinsics for x86-64-v4 and plain C elsewhere. */
+static void adamw_scalar(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, float inv_c1, float inv_c2) {
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i];
+        float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        float mhat = mi * inv_c1, vhat = vi * inv_c2;
+        float p = param[i];
+        param[i] = p - lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p);
+    }
+}
+
+#if CPU_VEC_WIDE
+#include <immintrin.h>
+__attribute__((target("arch=x86-64-v4"))) static size_t adamw_wide(float *param, const float *grad, float *m,
+                                                                     float *v, size_t n, float lr, float beta1,
+                                                                     float beta2, float eps, float weight_decay,
+                                                                     float inv_c1, float inv_c2) {
+    const __m512 b1 = _mm512_set1_ps(beta1), b2 = _mm512_set1_ps(beta2), c1 = _mm512_set1_ps(1.0f - beta1);
+    const __m512 c2 = _mm512_set1_ps(1.0f - beta2), i1 = _mm512_set1_ps(inv_c1), i2 = _mm512_set1_ps(inv_c2);
+    const __m512 ep = _mm512_set1_ps(eps), wd = _mm512_set1_ps(weight_decay), lrv = _mm512_set1_ps(lr);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(grad + i);
+        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(c1, g));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(v + i)), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
+        _mm512_storeu_ps(m + i, mi);
+        _mm512_storeu_ps(v + i, vi);
+        __m512 mhat = _mm512_mul_ps(mi, i1), vhat = _mm512_mul_ps(vi, i2);
+        __m512 p = _mm512_loadu_ps(param + i);
+        __m512 step = _mm512_add_ps(_mm512_div_ps(mhat, _mm512_add_ps(_mm512_sqrt_ps(vhat), ep)), _mm512_mul_ps(wd, p));
+        _mm512_storeu_ps(param + i, _mm512_sub_ps(p, _mm512_mul_ps(lrv, step)));
+    }
+    return i;
+}
+#endif
+
+void cpu_vec_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                   float eps, float weight_decay, float inv_c1, float inv_c2) {
+    size_t done = 0;
+#if CPU_VEC_WIDE
+    if (__builtin_cpu_supports("avx512f"))
+        done = adamw_wide(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, inv_c1, inv_c2);
+#endif
+    adamw_scalar(param + done, grad + done, m + done, v + done, n - done, lr, beta1, beta2, eps, weight_decay, inv_c1,
+                 inv_c2);
+}
