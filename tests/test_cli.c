@@ -140,6 +140,27 @@ int main(void) {
     EXPECT_RUN("run good.yaml --set stages[0].kind=dance", 1, "dance");
     EXPECT_RUN("run good.yaml --set stages[0].prompt_template={oops", 1, "prompt_template");
 
+    /* run: a grpo stage's bad settings are refused before any work starts */
+    {
+        char grpo_cfg[4096];
+        snprintf(grpo_cfg, sizeof grpo_cfg,
+                 "run:\n  name: g\n  output_dir: runs\nmodel:\n  preset: tiny-dense\n"
+                 "datasets:\n  - {name: p, generate: arith, n: 10}\n"
+                 "stages:\n  - name: rl\n    kind: grpo\n    train_dataset: p\n    max_steps: 1\n"
+                 "    per_device_train_batch_size: 8\n    num_generations: 4\n    max_prompt_length: 200\n"
+                 "    max_completion_length: 16\n    max_length: 256\n"
+                 "    rewards:\n      - {name: accuracy, weight: 1.0}\n");
+        write_text("grpo.yaml", grpo_cfg);
+        EXPECT_RUN("run grpo.yaml --set stages[0].num_generations=1", 1, "num_generations must be at least 2");
+        EXPECT_RUN("run grpo.yaml --set stages[0].num_generations=3", 1, "must be divisible by num_generations");
+        EXPECT_RUN("run grpo.yaml --set stages[0].beta=-0.1", 1, "beta");
+        EXPECT_RUN("run grpo.yaml --set stages[0].rewards[0].name=acuracy", 1, "acuracy");
+        EXPECT_RUN("run grpo.yaml --set stages[0].loss_type=ppo", 1, "loss_type");
+        snprintf(path, sizeof path, "%s/runs/g", dir);
+        CHECK_MSG(!fs_exists(path), "a refused config must not start a run (found %s)", path);
+        EXPECT_RUN("run grpo.yaml", 0, "pass@1");
+    }
+
     /* run: bad dataset lines name file:line */
     write_text("bad.jsonl", "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}\n");
     EXPECT_RUN("run good.yaml --set datasets[0].path=bad.jsonl --set run.name=r2", 1, "bad.jsonl:2");
