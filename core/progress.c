@@ -27,11 +27,15 @@ struct progress {
     void *now_ctx;
 };
 
-static double monotonic_seconds(void *ctx) {
-    (void)ctx;
+double progress_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double monotonic_seconds(void *ctx) {
+    (void)ctx;
+    return progress_now();
 }
 
 static double interval_from_env(void) {

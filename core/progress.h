@@ -37,6 +37,8 @@ void progress_set_tty(progress *p, int tty);
 void progress_set_clock(progress *p, double (*now)(void *ctx), void *ctx);
 
 /* "45.0s", "4m05s", "2h03m" — a duration for humans; writes at most size bytes. */
+/* Seconds on the monotonic clock (for timing phases of work). */
+double progress_now(void);
 void progress_format_duration(char *buf, size_t size, double seconds);
 
 #endif

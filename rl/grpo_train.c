@@ -60,12 +60,6 @@ grpo_status grpo_config_validate(const grpo_config *c) {
     return grpo_loss_check_options(&lo);
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- the policy's per-token log-probs over prompt + completion ---------------------- */
 
 /* Per-micro-batch buffers, sized once for `rows` sequences of up to T_max tokens. */
@@ -421,7 +415,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         if (bar) progress_set_start(bar, start);
     }
 
-    double t_start = now_seconds();
+    double t_start = progress_now();
     double window_reward = 0, window_acc = 0;
     int window_n = 0;
     for (int step = start; step < cfg->max_steps && !s; step++) {
@@ -435,13 +429,13 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
              * checkpoints are only written at batch boundaries, so this is the first) */
             for (int k = 0; k < n_prompts; k++)
                 problems[k] = prompt_at(train, cfg->seed, generation * n_prompts + k, perm, &perm_epoch);
-            t0 = now_seconds();
+            t0 = progress_now();
             s = grpo_rollout_generate(engine, train, problems, n_prompts, G,
                                       rng_u32(cfg->seed, GRPO_SAMPLE_STREAM, (uint64_t)generation), Tc, &gen);
             if (s) break;
-            t_gen = now_seconds() - t0;
+            t_gen = progress_now() - t0;
             for (int i = 0; i < n_samples; i++) gen_tokens += gen.lengths[i];
-            t0 = now_seconds();
+            t0 = progress_now();
             s = grpo_rollout_score(rewards, train, &gen, scores);
             if (s) break;
             for (int i = 0; i < n_samples; i++)
@@ -452,7 +446,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
             advantage_stats astats;
             if (!s) s = advantage_compute(&cfg->advantage, totals, n_prompts, G, adv, &astats);
             if (s) break;
-            t_score = now_seconds() - t0;
+            t_score = progress_now() - t0;
             /* the loss mask: completion tokens, minus dropped groups and (optionally) truncations */
             memset(mask, 0, (size_t)n_samples * Tc);
             for (int i = 0; i < n_samples; i++) {
@@ -502,7 +496,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         }
 
         /* one optimizer update over the generation batch */
-        t0 = now_seconds();
+        t0 = progress_now();
         double lr = optim_lr_at(&cfg->optim, step, cfg->max_steps);
         param_set_zero_grad(model->params);
         long active = 0;
@@ -550,7 +544,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         s = optim_step(opt, lr, &grad_norm);
         if (s) break;
         lm_update_router_bias(model, (float)cfg->bias_update_gamma);
-        double t_train = now_seconds() - t0;
+        double t_train = progress_now() - t0;
         metric_add(&mt, "loss", loss);
         metric_add(&mt, "kl", cfg->loss.beta > 0 ? kl : NAN);
         metric_add(&mt, "entropy", want_entropy ? ent : NAN);
@@ -608,7 +602,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
     bar = NULL;
     if (!s && eval) s = evaluate_with(engine, cfg, eval, rewards, &result->eval);
     if (!s && result->steps == 0) result->steps = start;
-    result->seconds = now_seconds() - t_start;
+    result->seconds = progress_now() - t_start;
 done:
     progress_free(bar);
     rollout_engine_free(engine);

@@ -14,6 +14,7 @@
 
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/store.h"
 #include "data/generate.h"
 #include "model/presets.h"
@@ -34,12 +35,6 @@ static void put_metrics(void *ctx, int step, int n, const char *const *names, co
     if (!sink->db) return;
     if (store_put_metrics(sink->db, sink->run_id, sink->stage, step, n, names, values) != GRPO_OK)
         log_warn("run store: %s", grpo_error_message());
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Writes a generated dataset to RUN_DIR/data/NAME.jsonl (or names the given file). */
@@ -421,11 +416,11 @@ grpo_status run_execute(const run_config *c, run_summary *summary) {
             continue;
         }
         sink.stage = i;
-        double t0 = now_seconds();
+        double t0 = progress_now();
         s = store_begin_stage(sink.db, sink.run_id, i, st->name, stage_kind_names[st->kind]);
         if (!s && st->kind == STAGE_GRPO) s = run_stage_grpo(c, st, i, model, tok, run_dir, tok_dir, &sink, out);
         else if (!s) s = run_stage_sft(c, st, i, model, tok, run_dir, tok_dir, &sink, out);
-        out->seconds = now_seconds() - t0;
+        out->seconds = progress_now() - t0;
         if (!s) s = store_end_stage(sink.db, sink.run_id, i, out->steps, NULL);
     }
     if (!s) s = write_summary(summary);

@@ -47,12 +47,6 @@ grpo_status sft_config_validate(const sft_config *c) {
     return GRPO_OK;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Batch buffers, host and backend, sized once for [B, T_max]. */
 typedef struct {
     backend *be;
@@ -226,7 +220,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
         if (bar) progress_set_start(bar, start);
     }
 
-    double t0 = now_seconds(), window_loss = 0, window_tokens = 0;
+    double t0 = progress_now(), window_loss = 0, window_tokens = 0;
     int window_steps = 0;
     long long trained_tokens = 0;
     for (int step = start; step < cfg->max_steps && !s; step++) {
@@ -271,7 +265,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
         window_tokens += step_targets;
         window_steps++;
         int done_steps = step + 1;
-        double elapsed = now_seconds() - t0;
+        double elapsed = progress_now() - t0;
         double tok_s = elapsed > 0 ? (double)trained_tokens / elapsed : 0;
         if (bar) progress_update(bar, done_steps, "loss %.4f lr %.2e tok/s %.0f", step_loss, lr, tok_s);
         if (cfg->logging_steps > 0 && (done_steps % cfg->logging_steps == 0 || done_steps == cfg->max_steps)) {
@@ -304,7 +298,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
             s = checkpoint_save_step(run, done_steps, cfg->seed, NULL, model, opt, cfg->save_total_limit,
                                      result->checkpoint, sizeof result->checkpoint);
         result->steps = done_steps;
-        result->seconds = now_seconds() - t0;
+        result->seconds = progress_now() - t0;
         result->tokens_per_second = tok_s;
         if (run->stop_after_steps > 0 && done_steps >= run->stop_after_steps) break;
     }

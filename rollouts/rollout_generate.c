@@ -10,6 +10,7 @@
  *      next; finished sequences give back their blocks and slots at once.
  * A sample draws token t with sampler_uniform(seed, t) only, so neither the batch nor the
  * schedule (preemption included) changes what it draws. */
+#include "core/progress.h"
 #include "rollouts/rollout_impl.h"
 
 #include <stdlib.h>
@@ -31,12 +32,6 @@ typedef struct {
     sampler_result *first;   /* [n_prompts * G] */
     int remaining;           /* samples not finished */
 } gen_state;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int thread_num(void) {
 #ifdef _OPENMP
@@ -627,15 +622,15 @@ static grpo_status run(gen_state *g) {
     while (g->remaining > 0) {
         int started, started_after, ran;
         GRPO_TRY(start_pending(g, &started));
-        double t0 = now_seconds();
+        double t0 = progress_now();
         int n_jobs = admit(g);
         if (n_jobs > 0) GRPO_TRY(run_prefills(g, n_jobs));
         GRPO_TRY(start_pending(g, &started_after));   /* the groups just prefilled */
         started += started_after;
-        double t1 = now_seconds();
+        double t1 = progress_now();
         st->prefill_seconds += t1 - t0;
         GRPO_TRY(decode_step(g, &ran));
-        st->decode_seconds += now_seconds() - t1;
+        st->decode_seconds += progress_now() - t1;
         if (!ran && n_jobs == 0 && started == 0 && g->remaining > 0)
             return grpo_fail(GRPO_ERR_INVALID, "rollout: the cache (%d blocks of %d tokens) cannot hold the waiting "
                              "work (%d samples left); raise cache_mib", kv_pool_num_blocks(e->pool),
@@ -652,7 +647,7 @@ grpo_status rollout_generate(rollout_engine *e, const rollout_prompt *prompts, i
                          "G >= 1", n_prompts, G);
     GRPO_TRY(ensure_scratch(e));
     gen_state g = {.e = e, .prompts = prompts, .out = out};
-    double t0 = now_seconds();
+    double t0 = progress_now();
     kv_pool_reset_peak(e->pool);
     e->next_order = 0;
     grpo_status s = setup(&g, n_prompts, G);
@@ -666,7 +661,7 @@ grpo_status rollout_generate(rollout_engine *e, const rollout_prompt *prompts, i
         return s;
     }
     rollout_stats *st = &out->stats;
-    st->total_seconds = now_seconds() - t0;
+    st->total_seconds = progress_now() - t0;
     st->peak_blocks = kv_pool_peak_used(e->pool);
     st->num_blocks = kv_pool_num_blocks(e->pool);
     st->block_size = e->cfg.block_size;
