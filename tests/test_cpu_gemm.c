@@ -88,6 +88,8 @@ int main(void) {
             gemm_case(&r, ta, tb, 77, 45, 300, 1.0f, 0.0f);
             gemm_case(&r, ta, tb, 100, 70, 33, 0.7f, 0.3f);
             gemm_case(&r, ta, tb, 37, 160, 513, -1.5f, 1.0f);
+            /* Fewer rows than one strip (a decode step of a few sequences). */
+            gemm_case(&r, ta, tb, 9, 33, 17, 1.0f, 0.0f);
         }
     /* Exactly whole strips and blocks. */
     gemm_case(&r, 0, 1, 144, 64, 256, 1.0f, 0.0f);

@@ -32,7 +32,7 @@
 #define GEMM_MC 96
 
 /* Below these sizes OpenBLAS runs the product (no packing to amortise). */
-#define GEMM_MIN_M 32
+#define GEMM_MIN_M 8
 #define GEMM_MIN_N 32
 #define GEMM_MIN_K 16
 /* Flops per thread below which a product runs on fewer threads. */
