@@ -10,6 +10,8 @@
  * element of C is summed in the same order whatever the number of threads. */
 #include "core/cpu/cpu_impl.h"
 
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +254,7 @@ typedef struct {
     size_t lda, ldb, ldc;
     int task_rows;   /* rows of C per task (a multiple of GEMM_MR) */
     float *panel;    /* op(B)[:, jc : jc + nc] packed, [K][nc] in strips; shared */
+    atomic_int packed;   /* packing jobs finished so far, all panels counted */
 } gemm_job;
 
 /* C[m0:m1, jc:jc+nc] = op(A)[m0:m1, pc:pc+kc] Bp + beta C, Bp: [kc][nc] packed in strips;
@@ -288,39 +291,59 @@ static int gemm_panel_cols(int K, int N) {
     return N < (int)cap ? N : (int)cap;
 }
 
+/* Rows [m0, m1) of C against the packed panel of columns [jc, jc + nc), all of K. */
+GEMM_TARGET static void gemm_task(const gemm_job *g, int m0, int m1, int jc, int nc, size_t stride, float *Ap,
+                                  float *tile) {
+    for (int pc = 0; pc < g->K; pc += GEMM_KC) {
+        int kc = g->K - pc < GEMM_KC ? g->K - pc : GEMM_KC;
+        gemm_rows(g, g->C + jc, pc == 0 ? g->beta : 1.0f, g->panel + (size_t)pc * stride, m0, m1, nc, pc, kc, Ap,
+                  tile);
+    }
+}
+
 /* Run by every thread of the team (or alone, outside any parallel region). For each
  * panel of op(B) (all of K, as many columns as fit): the threads pack its strips, then
- * take tasks of task_rows rows of C, each packing its own rows of op(A). Tasks are handed
- * out as threads come free, so a thread the OS puts aside for a while holds up at most
- * one task; every element of C is summed in the same order however they are handed out. */
-GEMM_TARGET static void gemm_team(const gemm_job *g, float *scratch) {
+ * take tasks of task_rows rows of C, each packing its own rows of op(A). Jobs and tasks
+ * are handed out as threads come free, so a thread the OS puts aside for a while holds
+ * up at most one of them; every element of C is summed in the same order however they
+ * are handed out. A thread waiting for the others' packing yields its core (on a busy
+ * machine the thread it waits for may be queued behind it); past the last panel the
+ * team meets only at the end of the parallel region. */
+GEMM_TARGET static void gemm_team(gemm_job *g, float *scratch) {
     float *Ap = scratch, *tile = Ap + (size_t)GEMM_MC * GEMM_KC;
     int ncols = gemm_panel_cols(g->K, g->N);
     int kblocks = (g->K + GEMM_KC - 1) / GEMM_KC;
     int ntasks = (g->M + g->task_rows - 1) / g->task_rows;
+    /* Packing jobs: GEMM_PACK_ROWS rows of a kc-deep block, all its strips. */
+    int chunks = (GEMM_KC + GEMM_PACK_ROWS - 1) / GEMM_PACK_ROWS, njobs = kblocks * chunks;
+    int panels = 0;
     for (int jc = 0; jc < g->N; jc += ncols) {
         int nc = g->N - jc < ncols ? g->N - jc : ncols;
         size_t stride = gemm_panel_floats(1, nc);   /* floats per row of K */
-        /* Packing jobs: GEMM_PACK_ROWS rows of a kc-deep block, all its strips. */
-        int chunks = (GEMM_KC + GEMM_PACK_ROWS - 1) / GEMM_PACK_ROWS;
-        CPU_OMP(for schedule(dynamic, 1))
-        for (int job = 0; job < kblocks * chunks; job++) {
+        CPU_OMP(for schedule(dynamic, 1) nowait)
+        for (int job = 0; job < njobs; job++) {
             int pc = job / chunks * GEMM_KC, q0 = job % chunks * GEMM_PACK_ROWS;
             int kc = g->K - pc < GEMM_KC ? g->K - pc : GEMM_KC;
             int q1 = q0 + GEMM_PACK_ROWS < kc ? q0 + GEMM_PACK_ROWS : kc;
             if (q0 < kc) gemm_pack_b(g->panel + (size_t)pc * stride, g->B, g->ldb, g->trans_b, pc, kc, q0, q1, jc, nc);
+            atomic_fetch_add_explicit(&g->packed, 1, memory_order_release);
         }
-        /* (the loop's implicit barrier: the panel is whole) */
-        CPU_OMP(for schedule(dynamic, 1))
-        for (int task = 0; task < ntasks; task++) {
-            int m0 = task * g->task_rows, m1 = m0 + g->task_rows < g->M ? m0 + g->task_rows : g->M;
-            for (int pc = 0; pc < g->K; pc += GEMM_KC) {
-                int kc = g->K - pc < GEMM_KC ? g->K - pc : GEMM_KC;
-                gemm_rows(g, g->C + jc, pc == 0 ? g->beta : 1.0f, g->panel + (size_t)pc * stride, m0, m1, nc, pc, kc,
-                          Ap, tile);
+        panels++;
+        while (atomic_load_explicit(&g->packed, memory_order_acquire) < panels * njobs) sched_yield();
+        if (jc + nc >= g->N) {
+            CPU_OMP(for schedule(dynamic, 1) nowait)
+            for (int task = 0; task < ntasks; task++) {
+                int m0 = task * g->task_rows, m1 = m0 + g->task_rows < g->M ? m0 + g->task_rows : g->M;
+                gemm_task(g, m0, m1, jc, nc, stride, Ap, tile);
             }
+        } else {
+            CPU_OMP(for schedule(dynamic, 1))
+            for (int task = 0; task < ntasks; task++) {
+                int m0 = task * g->task_rows, m1 = m0 + g->task_rows < g->M ? m0 + g->task_rows : g->M;
+                gemm_task(g, m0, m1, jc, nc, stride, Ap, tile);
+            }
+            /* (the loop's implicit barrier: every task is done with the panel) */
         }
-        /* (implicit barrier: the panel may be repacked) */
     }
 }
 
@@ -365,8 +388,10 @@ void cpu_gemm(backend *be, int trans_a, int trans_b, int M, int N, int K, float 
         impl->gemm_panel = p;
         impl->gemm_panel_floats = panel;
     }
-    gemm_job g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, (size_t)lda, (size_t)ldb, (size_t)ldc,
-                  task_strips * GEMM_MR, impl->gemm_panel};
+    gemm_job g = {.trans_a = trans_a, .trans_b = trans_b, .M = M, .N = N, .K = K, .alpha = alpha, .beta = beta,
+                  .A = A, .B = B, .C = C, .lda = (size_t)lda, .ldb = (size_t)ldb, .ldc = (size_t)ldc,
+                  .task_rows = task_strips * GEMM_MR, .panel = impl->gemm_panel};
+    atomic_init(&g.packed, 0);
     if (nthreads == 1) {
         gemm_team(&g, cpu_scratch_thread(be));
     } else {
