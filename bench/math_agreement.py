@@ -1,8 +1,8 @@
 """Agreement of our math verifier (`grpo verify math`) with Hugging Face Math-Verify on
 realistic R1-style responses, and the speed of each on one core.
 
-  pip install math-verify                       # into the reference venv, e.g. /tmp/pyref
-  /tmp/pyref/bin/python bench/math_agreement.py --grpo build/grpo [--n 3000] [--seed 1]
+  pip install math-verify                       # into the reference venv (scripts/pyref.sh)
+  $(scripts/pyref.sh) bench/math_agreement.py --grpo build/grpo [--n 3000] [--seed 1]
 
 The hand-written table tests/fixtures/math_cases.jsonl probes hard corners (where
 Math-Verify itself is wrong on a few dozen cases); this script instead generates N

@@ -1,9 +1,9 @@
 """Reference run of Hugging Face Math-Verify on the math case table, for comparison with
 our verifier (bench/bench_math_verify.c).
 
-  pip install math-verify                     # into the reference venv, e.g. /tmp/pyref
+  pip install math-verify                     # into the reference venv (scripts/pyref.sh)
   build/bench_math_verify --out /tmp/ours.jsonl
-  /tmp/pyref/bin/python bench/math_verify_ref.py --ours /tmp/ours.jsonl
+  $(scripts/pyref.sh) bench/math_verify_ref.py --ours /tmp/ours.jsonl
 
 Reports Math-Verify's speed (parse + verify per case, one process, one core) and, per
 case, agreement between its verdict, ours and the table's hand-written expectation; the

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 presets=${1:-"tiny-dense dense-10m"}; batches=${2:-"1 16 64 256"}; P=${3:-64}; N=${4:-64}
-python=${PYTHON:-python3}
+python=${PYTHON:-$(scripts/pyref.sh)}
 threads=${OMP_NUM_THREADS:-$(nproc)}
 build=${BUILD:-build}
 cmake --build "$build" --target bench_rollout -j"$(nproc)" > /dev/null
