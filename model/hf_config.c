@@ -282,22 +282,32 @@ static grpo_status parse_root(json_t *root, const char *origin, dense_config *ou
     return GRPO_OK;
 }
 
-grpo_status hf_config_dense_parse(const char *json_text, size_t len, const char *origin, dense_config *cfg) {
+grpo_status hf_json_load_text(const char *text, size_t len, const char *origin, json_t **root) {
     json_error_t err;
-    json_t *root = json_loadb(json_text, len, JSON_REJECT_DUPLICATES, &err);
-    if (!root) return grpo_fail(GRPO_ERR_PARSE, "%s:%d:%d: %s", origin, err.line, err.column, err.text);
+    *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    if (!*root) return grpo_fail(GRPO_ERR_PARSE, "%s:%d:%d: %s", origin, err.line, err.column, err.text);
+    return GRPO_OK;
+}
+
+grpo_status hf_json_load_path(const char *path, json_t **root) {
+    json_error_t err;
+    *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (*root) return GRPO_OK;
+    if (err.line < 0) return grpo_fail(GRPO_ERR_IO, "%s: %s", path, err.text);
+    return grpo_fail(GRPO_ERR_PARSE, "%s:%d:%d: %s", path, err.line, err.column, err.text);
+}
+
+grpo_status hf_config_dense_parse(const char *json_text, size_t len, const char *origin, dense_config *cfg) {
+    json_t *root;
+    GRPO_TRY(hf_json_load_text(json_text, len, origin, &root));
     grpo_status s = parse_root(root, origin, cfg);
     json_decref(root);
     return s;
 }
 
 grpo_status hf_config_dense_read(const char *path, dense_config *cfg) {
-    json_error_t err;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
-    if (!root) {
-        if (err.line < 0) return grpo_fail(GRPO_ERR_IO, "%s: %s", path, err.text);
-        return grpo_fail(GRPO_ERR_PARSE, "%s:%d:%d: %s", path, err.line, err.column, err.text);
-    }
+    json_t *root;
+    GRPO_TRY(hf_json_load_path(path, &root));
     grpo_status s = parse_root(root, path, cfg);
     json_decref(root);
     return s;

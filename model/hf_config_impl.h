@@ -22,6 +22,10 @@ const char *hf_json_string(json_t *root, const char *key);   /* NULL when absent
 /* eos_token_id: an int, a list (at most HF_CONFIG_MAX_EOS) or null. */
 grpo_status hf_json_eos(json_t *root, const char *origin, int *n_eos, int *eos_token_ids);
 /* "ORIGIN: field (v) must be in [lo, hi]" unless lo <= v <= hi. */
+/* config.json text (origin names it) or a file, parsed with duplicate keys refused; errors
+ * carry origin:line:col. The caller json_decref's *root. */
+grpo_status hf_json_load_text(const char *text, size_t len, const char *origin, json_t **root);
+grpo_status hf_json_load_path(const char *path, json_t **root);
 grpo_status hf_check_range(const char *origin, const char *field, long long v, long long lo, long long hi);
 
 /* ---- writing: fields rendered as JSON text, keys sorted at render time ---- */
