@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "model/lm.h"
+#include "rl/kd_loss.h"
 #include "rl/optim.h"
 #include "rl/sft_data.h"
 #include "rl/train_run.h"
@@ -24,6 +25,14 @@ typedef struct {
     int eval_batch_size;
     optim_config optim;
     uint64_t seed;                      /* data order */
+    /* Logit distillation mixed into SFT (rl/kd_loss.h): with a teacher, the loss per
+     * optimizer step is (1 - kd_alpha) * CE + kd_alpha * KD, both averaged over the step's
+     * response tokens, the teacher's logits computed on the same batch. teacher NULL (the
+     * default): plain SFT, unchanged. The teacher is borrowed, never updated, and must use
+     * the student's tokenizer (check with distill_check_tokenizers, rl/distill.h). */
+    lm *teacher;
+    double kd_alpha;                    /* in [0, 1]; default 0.5 */
+    kd_options kd;                      /* temperature (default 1), top_k (default 0: all) */
 } sft_config;
 
 sft_config sft_config_default(void);
@@ -36,7 +45,8 @@ typedef train_run sft_run;
 typedef struct {
     int steps;                    /* optimizer steps done (including resumed ones) */
     int resumed_from;             /* step of the checkpoint resumed from, -1 if none */
-    double train_loss;            /* mean over the last logging window */
+    double train_loss;            /* mean over the last logging window (the mixed loss with KD) */
+    double train_kd_loss;         /* the KD part of it (NAN without a teacher) */
     double eval_loss;             /* per response token, NAN without an eval set */
     double eval_exact_match;      /* share of eval examples greedy decoding reproduces exactly */
     double seconds;
