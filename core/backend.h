@@ -152,6 +152,24 @@ struct backend {
                             const backend_paged_layout *v_layout, const int32_t *block_tables, int max_blocks,
                             const int32_t *seq_of, const int32_t *ctx_len, int N, int Hq, int Hkv, int Dqk, int Dv,
                             float scale);
+
+    /* ---- low-precision emulation (formats in core/quant.h; optional) ----
+     * x: [rows, cols], rows ldx floats apart, cut into tile_rows x tile_cols tiles (partial
+     * at the edges): 1x128 for activations, 128x128 for weights, 128x1 for an operand whose
+     * contraction runs down its rows (wgrad's tiles along tokens).
+     * quantize_fp8: q: [rows, cols] E4M3 codes, scales: [ceil(rows/tile_rows),
+     *   ceil(cols/tile_cols)], each amax / 448 of its tile (1 for an all-zero tile).
+     * dequantize_fp8: x = e4m3_value(q) * its tile's scale.
+     * round_fp8: out ([rows, cols], rows ldo apart; may be x) = dequantize(quantize(x)),
+     *   the values an FP8 matmul multiplies.
+     * round_bf16: out = x rounded to bfloat16 (nearest even), as float32; may be in place. */
+    void (*quantize_fp8)(backend *be, uint8_t *q, float *scales, const float *x, int ldx, int rows, int cols,
+                         int tile_rows, int tile_cols);
+    void (*dequantize_fp8)(backend *be, float *x, int ldx, const uint8_t *q, const float *scales, int rows, int cols,
+                           int tile_rows, int tile_cols);
+    void (*round_fp8)(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols, int tile_rows,
+                      int tile_cols);
+    void (*round_bf16)(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols);
 };
 
 /* The CPU backend (always present). Threads: OpenMP's, capped by omp_set_num_threads. */

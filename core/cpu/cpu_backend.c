@@ -160,5 +160,10 @@ backend *backend_cpu_create(void) {
 
     be->cache_write_rows = cpu_cache_write_rows;
     be->paged_attention = cpu_paged_attention;
+
+    be->quantize_fp8 = cpu_quantize_fp8;
+    be->dequantize_fp8 = cpu_dequantize_fp8;
+    be->round_fp8 = cpu_round_fp8;
+    be->round_bf16 = cpu_round_bf16;
     return be;
 }

@@ -164,6 +164,15 @@ void cpu_paged_attention(backend *be, float *out, const float *q, const float *k
                          const int32_t *seq_of, const int32_t *ctx_len, int N, int Hq, int Hkv, int Dqk, int Dv,
                          float scale);
 
+/* ---- ops (cpu_quant.c): the low-precision emulation ---- */
+void cpu_quantize_fp8(backend *be, uint8_t *q, float *scales, const float *x, int ldx, int rows, int cols,
+                      int tile_rows, int tile_cols);
+void cpu_dequantize_fp8(backend *be, float *x, int ldx, const uint8_t *q, const float *scales, int rows, int cols,
+                        int tile_rows, int tile_cols);
+void cpu_round_fp8(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols, int tile_rows,
+                   int tile_cols);
+void cpu_round_bf16(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols);
+
 /* ---- ops (cpu_optim.c) ---- */
 void cpu_adamw(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
                float beta1, float beta2, float eps, float weight_decay, int step);
