@@ -10,7 +10,7 @@
 
 #include "core/log.h"
 
-enum { PROGRESS_LABEL_MAX = 128, PROGRESS_EXTRA_MAX = 512 };
+enum { PROGRESS_LABEL_MAX = 128, PROGRESS_EXTRA_MAX = 512, PROGRESS_PHASE_MAX = 32 };
 static const double PROGRESS_TTY_PERIOD = 0.1;        /* at most ~10 redraws a second */
 static const double PROGRESS_DEFAULT_INTERVAL = 10.0; /* seconds between plain lines */
 
@@ -18,6 +18,8 @@ struct progress {
     FILE *out;
     char label[PROGRESS_LABEL_MAX];
     char extra[PROGRESS_EXTRA_MAX];
+    char phase[PROGRESS_PHASE_MAX];
+    int silent;             /* created while progress_set_quiet(1): prints nothing */
     int64_t total, done, start_done;
     int tty;
     int drawn;              /* a TTY line is on screen (needs a newline at the end) */
@@ -32,6 +34,11 @@ double progress_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static int quiet_all;   /* progress_set_quiet */
+
+void progress_set_quiet(int quiet) { quiet_all = quiet != 0; }
+int progress_quiet(void) { return quiet_all; }
 
 static double monotonic_seconds(void *ctx) {
     (void)ctx;
@@ -58,6 +65,7 @@ progress *progress_create_on(FILE *out, const char *label, int64_t total) {
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     p->total = total > 0 ? total : 0;
     p->tty = isatty(fileno(out));
+    p->silent = quiet_all;
     p->interval = interval_from_env();
     p->now = monotonic_seconds;
     p->t_start = p->t_last = p->now(NULL);
@@ -70,6 +78,8 @@ progress *progress_create(const char *label, int64_t total) {
 
 void progress_set_interval(progress *p, double seconds) { p->interval = seconds > 0 ? seconds : 0; }
 void progress_set_tty(progress *p, int tty) { p->tty = tty != 0; }
+
+int progress_is_tty(const progress *p) { return p && p->tty; }
 
 void progress_set_start(progress *p, int64_t done) {
     p->start_done = done;
@@ -107,6 +117,7 @@ static void format_line(const progress *p, double now, int final, char *buf, siz
         APPEND("%lld/%lld %.1f%%", (long long)p->done, (long long)p->total, 100.0 * p->done / p->total);
     else
         APPEND("%lld", (long long)p->done);
+    if (p->phase[0] && !final) APPEND(" [%s]", p->phase);
     char t[32];
     if (rate <= 0) {
         APPEND(" | ?/s");
@@ -133,6 +144,7 @@ static void format_line(const progress *p, double now, int final, char *buf, siz
 }
 
 static void draw(progress *p, double now, int final) {
+    if (p->silent) return;
     char line[PROGRESS_LABEL_MAX + PROGRESS_EXTRA_MAX + 160];
     format_line(p, now, final, line, sizeof line);
     if (p->tty) {
@@ -163,6 +175,12 @@ void progress_update(progress *p, int64_t done, const char *fmt, ...) {
     if (first_tty_draw || now - p->t_last >= period) draw(p, now, 0);
 }
 
+void progress_set_phase(progress *p, const char *phase) {
+    if (!p) return;
+    snprintf(p->phase, sizeof p->phase, "%s", phase ? phase : "");
+    if (p->tty) draw(p, p->now(p->now_ctx), 0);
+}
+
 void progress_finish(progress *p) {
     if (!p) return;
     draw(p, p->now(p->now_ctx), 1);
@@ -171,7 +189,7 @@ void progress_finish(progress *p) {
 
 void progress_free(progress *p) {
     if (!p) return;
-    if (p->tty && p->drawn) {
+    if (p->tty && p->drawn && !p->silent) {
         fputc('\n', p->out);
         fflush(p->out);
     }

@@ -36,9 +36,21 @@ void progress_set_interval(progress *p, double seconds);
 void progress_set_tty(progress *p, int tty);
 void progress_set_clock(progress *p, double (*now)(void *ctx), void *ctx);
 
-/* "45.0s", "4m05s", "2h03m" — a duration for humans; writes at most size bytes. */
+/* The phase of work now under way ("generate", "score", "train", "eval", "save"; NULL
+ * or "" for none), shown after the counts: "rl: 12/100 12.0% [train] | ...". Copied. On
+ * a terminal the line is redrawn at once (it is how a user sees where a long step is). */
+void progress_set_phase(progress *p, const char *phase);
+/* 1 when p redraws in place (a terminal), 0 for plain lines; 0 for NULL. Callers with
+ * their own cadence in logs (the trainer: one line per logged step) use it together
+ * with progress_set_interval(p, 0). */
+int progress_is_tty(const progress *p);
+/* Process-wide: when on, progress lines created afterwards print nothing (`--quiet`). */
+void progress_set_quiet(int quiet);
+int progress_quiet(void);
+
 /* Seconds on the monotonic clock (for timing phases of work). */
 double progress_now(void);
+/* "45.0s", "4m05s", "2h03m" — a duration for humans; writes at most size bytes. */
 void progress_format_duration(char *buf, size_t size, double seconds);
 
 #endif

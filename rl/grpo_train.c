@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "model/deepseek_v3.h"
 #include "rl/checkpoint.h"
 #include "rl/grpo_rollout.h"
 
@@ -33,6 +34,7 @@ grpo_config grpo_config_default(void) {
     c.advantage = advantage_options_default();
     c.bias_update_gamma = 0.001;
     c.logging_steps = 1;
+    c.log_rollouts_per_step = 16;
     c.save_total_limit = 2;
     c.eval_num_generations = 4;
     sampler_params_defaults(&c.eval_sampling);
@@ -280,6 +282,67 @@ static void metric_add(metric_list *m, const char *name, double value) {
     m->values[m->n++] = value;
 }
 
+/* Per-expert routing load of each MoE layer's last forward as metrics
+ * "moe/load/L<layer>/E<expert>" = load_e / mean load (1 = balanced; the report's
+ * heatmap). Only DeepSeek-V3-family models have routed experts. */
+static void put_expert_loads(const lm *model, const train_run *run, int step) {
+    if (!run->on_metrics || !model->ops->num_moe_layers || strncmp(model->model_type, "deepseek", 8)) return;
+    const deepseek_v3_model *dm = model->impl;
+    int E = deepseek_v3_get_config(dm)->n_routed_experts, layers = deepseek_v3_num_moe_layers(dm);
+    char(*name_store)[48] = malloc((size_t)E * sizeof *name_store);
+    const char **names = malloc((size_t)E * sizeof *names);
+    double *values = malloc((size_t)E * sizeof *values);
+    for (int i = 0; i < layers && name_store && names && values; i++) {
+        const moe_stats *st = deepseek_v3_moe_stats(dm, i);
+        if (!st || !st->load) continue;
+        double sum = 0;
+        for (int e = 0; e < E; e++) sum += (double)st->load[e];
+        for (int e = 0; e < E; e++) {
+            snprintf(name_store[e], sizeof name_store[e], "moe/load/L%d/E%d", deepseek_v3_moe_layer_index(dm, i), e);
+            names[e] = name_store[e];
+            values[e] = sum > 0 ? (double)st->load[e] * E / sum : NAN;
+        }
+        run->on_metrics(run->ctx, step, E, names, values);
+    }
+    free(name_store);
+    free(names);
+    free(values);
+}
+
+/* The first `cap` completions of the generation batch (whole groups first: they are
+ * stored group by group) with their reward components, verdict and advantage. A
+ * completion cut at max_completion_length and not judged correct gets the verdict
+ * "truncated" (docs/store.md). */
+static void put_rollouts(const train_run *run, int step, int cap, const problem_set *ps, const rollout_samples *gen,
+                         const reward_result *scores, const double *totals, const double *adv) {
+    int n = cap < gen->n ? cap : gen->n;
+    if (!run->on_rollouts || n <= 0) return;
+    store_rollout *rows = calloc((size_t)n, sizeof *rows);
+    char **jsons = calloc((size_t)n, sizeof *jsons), (*ids)[32] = calloc((size_t)n, sizeof *ids);
+    for (int i = 0; i < n && rows && jsons && ids; i++) {
+        int p = gen->problem[i];
+        json_t *comp = json_object();
+        for (int c = 0; c < scores[i].n_components && comp; c++)
+            json_object_set_new(comp, scores[i].components[c].name, json_real(scores[i].components[c].score));
+        jsons[i] = comp ? json_dumps(comp, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(comp);
+        const char *id = json_string_value(json_object_get(ps->lines[p], "id"));
+        if (!id) snprintf(ids[i], sizeof ids[i], "%d", p);
+        rows[i] = (store_rollout){.step = step, .prompt_id = id ? id : ids[i], .sample_idx = i % gen->group_size,
+                                  .prompt = ps->prompts[p], .completion = gen->texts[i], .reward = totals[i],
+                                  .rewards_json = jsons[i],
+                                  .verdict = scores[i].status != GRPO_OK ? "error"
+                                             : gen->truncated[i] && strcmp(scores[i].verdict, "correct") ? "truncated"
+                                             : scores[i].verdict[0] ? scores[i].verdict : NULL,
+                                  .advantage = adv[i], .length = gen->lengths[i]};
+    }
+    if (rows && jsons && ids) run->on_rollouts(run->ctx, step, n, rows);
+    for (int i = 0; jsons && i < n; i++) free(jsons[i]);
+    free(rows);
+    free(jsons);
+    free(ids);
+}
+
 /* ---- training ----------------------------------------------------------------------- */
 
 /* The prompt of slot k of generation batch g: epochs walk permutations of the problems. */
@@ -411,9 +474,13 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
     }
     if (s) goto done;
     if (!run->quiet) {
-        bar = progress_create(run->stage_name ? run->stage_name : "grpo", cfg->max_steps);
+        char label[96];
+        snprintf(label, sizeof label, "%s step", run->stage_name ? run->stage_name : "grpo");
+        bar = progress_create(label, cfg->max_steps);
         if (bar) progress_set_start(bar, start);
+        if (!progress_is_tty(bar)) progress_set_interval(bar, 0);   /* one line per logged step */
     }
+    double live_reward = NAN, live_acc = NAN, live_tps = NAN;   /* of the last generation batch */
 
     double t_start = progress_now();
     double window_reward = 0, window_acc = 0;
@@ -429,12 +496,14 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
              * checkpoints are only written at batch boundaries, so this is the first) */
             for (int k = 0; k < n_prompts; k++)
                 problems[k] = prompt_at(train, cfg->seed, generation * n_prompts + k, perm, &perm_epoch);
+            progress_set_phase(bar, "generate");
             t0 = progress_now();
             s = grpo_rollout_generate(engine, train, problems, n_prompts, G,
                                       rng_u32(cfg->seed, GRPO_SAMPLE_STREAM, (uint64_t)generation), Tc, &gen);
             if (s) break;
             t_gen = progress_now() - t0;
             for (int i = 0; i < n_samples; i++) gen_tokens += gen.lengths[i];
+            progress_set_phase(bar, "score");
             t0 = progress_now();
             s = grpo_rollout_score(rewards, train, &gen, scores);
             if (s) break;
@@ -490,12 +559,17 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
             metric_add(&mt, "time/generation", t_gen);
             metric_add(&mt, "time/scoring", t_score);
             metric_add(&mt, "tokens_per_second/generation", t_gen > 0 ? gen_tokens / t_gen : NAN);
+            put_rollouts(run, step + 1, cfg->log_rollouts_per_step, train, &gen, scores, totals, adv);
+            live_reward = rmean;
+            live_acc = acc_n ? acc / acc_n : NAN;
+            live_tps = t_gen > 0 ? gen_tokens / t_gen : NAN;
             window_reward += isfinite(rmean) ? rmean : 0;
             window_acc += acc_n ? acc / acc_n : 0;
             window_n++;
         }
 
         /* one optimizer update over the generation batch */
+        progress_set_phase(bar, "train");
         t0 = progress_now();
         double lr = optim_lr_at(&cfg->optim, step, cfg->max_steps);
         param_set_zero_grad(model->params);
@@ -554,10 +628,10 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         metric_add(&mt, "sampling/logp_gap_mean", gap);
         metric_add(&mt, "sampling/logp_gap_max", gap_max);
         {
-            char store[16][48];
+            char moe_store[16][48];
             const char *names[16];
             double values[16];
-            int k = lm_moe_metrics(model, 16, store, names, values);
+            int k = lm_moe_metrics(model, 16, moe_store, names, values);
             for (int i = 0; i < k; i++) metric_add(&mt, names[i], values[i]);
         }
         metric_add(&mt, "grad_norm", grad_norm);
@@ -566,9 +640,13 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         metric_add(&mt, "tokens_per_second/training", t_train > 0 ? trained_tokens / t_train : NAN);
         int done_steps = step + 1;
         if (run->on_metrics) run->on_metrics(run->ctx, done_steps, mt.n, mt.names, mt.values);
-        if (bar)
-            progress_update(bar, done_steps, "reward %.3f acc %.3f len %.0f kl %.4f", mt.values[0],
-                            window_n ? window_acc / window_n : 0, gen.n ? (double)gen_tokens / gen.n : 0, kl);
+        int logged = cfg->logging_steps > 0 && done_steps % cfg->logging_steps == 0;
+        if (logged || done_steps == cfg->max_steps) put_expert_loads(model, run, done_steps);
+        if (bar && (progress_is_tty(bar) || logged || done_steps == cfg->max_steps)) {
+            progress_set_phase(bar, NULL);
+            progress_update(bar, done_steps, "reward %.3f acc %.3f kl %.4f tok/s %.0f", live_reward, live_acc,
+                            cfg->loss.beta > 0 ? kl : NAN, live_tps);
+        }
         if (cfg->logging_steps > 0 && done_steps % cfg->logging_steps == 0 && window_n) {
             result->reward_mean = window_reward / window_n;
             result->accuracy = window_acc / window_n;
@@ -579,6 +657,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         int batch_end = done_steps % cfg->num_iterations == 0;
         if (eval && cfg->eval_steps > 0 && done_steps % cfg->eval_steps == 0 && !last) {
             eval_summary es;
+            progress_set_phase(bar, "eval");
             s = evaluate_with(engine, cfg, eval, rewards, &es);
             if (s) break;
             metric_list em = {0};
@@ -592,6 +671,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         }
         if (((cfg->save_steps > 0 && done_steps % cfg->save_steps == 0) || last) && (batch_end || last)) {
             rng_stream none = rng_stream_make(cfg->seed, 0);
+            progress_set_phase(bar, "save");
             s = checkpoint_save_step(run, done_steps, cfg->seed, &none, model, opt, cfg->save_total_limit,
                                      result->checkpoint, sizeof result->checkpoint);
         }

@@ -34,6 +34,8 @@ typedef struct {
     int dynamic_sampling;
     double bias_update_gamma;
     int logging_steps, eval_steps, save_steps, save_total_limit;
+    int log_rollouts_per_step;        /* completions of each generation batch kept in the run
+                                         store (whole groups first; 0: none) */
     int eval_num_generations;
     sampler_params eval_sampling;
     int eval_max_problems;

@@ -37,6 +37,21 @@ static void put_metrics(void *ctx, int step, int n, const char *const *names, co
         log_warn("run store: %s", grpo_error_message());
 }
 
+static void put_rollouts(void *ctx, int step, int n, const store_rollout *rows) {
+    metrics_sink *sink = ctx;
+    if (!sink->db || n <= 0) return;
+    store_rollout *own = malloc((size_t)n * sizeof *own);
+    if (!own) return;
+    for (int i = 0; i < n; i++) {
+        own[i] = rows[i];
+        own[i].run_id = sink->run_id;
+        own[i].stage = sink->stage;
+        own[i].step = step;
+    }
+    if (store_put_rollouts(sink->db, n, own) != GRPO_OK) log_warn("run store: %s", grpo_error_message());
+    free(own);
+}
+
 /* Writes a generated dataset to RUN_DIR/data/NAME.jsonl (or names the given file). */
 static grpo_status materialise_dataset(const run_config *c, const dataset_section *d, const char *run_dir, char *path,
                                        size_t size) {
@@ -286,6 +301,7 @@ static grpo_config run_config_grpo(const run_config *c, const stage_section *st)
     g.dynamic_sampling = st->dynamic_sampling;
     g.bias_update_gamma = st->bias_update_gamma;
     g.logging_steps = st->logging_steps;
+    g.log_rollouts_per_step = st->log_rollouts_per_step;
     g.eval_steps = st->eval_steps;
     g.save_steps = st->save_steps;
     g.save_total_limit = st->save_total_limit;
@@ -327,7 +343,8 @@ static grpo_status run_stage_grpo(const run_config *c, const stage_section *st, 
     if (!s && st->beta > 0) s = load_reference(run_dir, st, model, model->be, &ref);
     grpo_config cfg = run_config_grpo(c, st);
     train_run run = {.run_dir = run_dir, .tokenizer_dir = tok_dir, .stage_name = st->name, .stage_index = index,
-                     .step_offset = steps_before(c, index), .resume = c->run.resume, .pad_id = pad_id_of(tok), .on_metrics = put_metrics, .ctx = sink};
+                     .step_offset = steps_before(c, index), .resume = c->run.resume, .pad_id = pad_id_of(tok), .on_metrics = put_metrics, .ctx = sink,
+                     .on_rollouts = put_rollouts};
     if (!s && eval && !resuming_inside(c, run_dir, index)) {
         eval_summary es;
         s = grpo_evaluate(&cfg, model, tok, eval, rewards, &es);

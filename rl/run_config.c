@@ -8,6 +8,7 @@
 #include "model/presets.h"
 #include "rl/advantage.h"
 #include "rl/grpo_loss.h"
+#include "rl/grpo_train.h"
 #include "rl/optim.h"
 
 const char *const stage_kind_names[] = {"sft", "grpo", NULL};
@@ -62,6 +63,8 @@ static const cfg_field stage_schema[] = {
     CFG_FIELD_INT(stage_section, eval_steps, "eval_steps", 0, 1e9, "evaluate every N steps (0: at the end)"),
     CFG_FIELD_INT(stage_section, save_steps, "save_steps", 0, 1e9, "checkpoint every N steps (0: at the end)"),
     CFG_FIELD_INT(stage_section, logging_steps, "logging_steps", 1, 1e9, "metrics every N steps"),
+    CFG_FIELD_INT(stage_section, log_rollouts_per_step, "log_rollouts_per_step", 0, 1e6,
+                  "grpo: completions per step kept in run.db (whole groups first; 0: none)"),
     CFG_FIELD_INT(stage_section, save_total_limit, "save_total_limit", 0, 1e6, "checkpoints kept (0: all)"),
     CFG_FIELD_INT(stage_section, per_device_eval_batch_size, "per_device_eval_batch_size", 1, 1e6, "evaluation batch"),
     CFG_FIELD_FLOAT(stage_section, learning_rate, "learning_rate", 0, 10, "peak learning rate"),
@@ -144,6 +147,7 @@ static stage_section stage_defaults_value(void) {
     s.loss_type = GRPO_LOSS_DAPO;
     s.scale_rewards = ADVANTAGE_SCALE_GROUP;
     s.num_iterations = 1;
+    s.log_rollouts_per_step = grpo_config_default().log_rollouts_per_step;
     s.bias_update_gamma = 0.001;
     s.eval_num_generations = 4;
     s.eval_temperature = 1.0;

@@ -52,6 +52,7 @@ typedef struct {
     /* sft / optimizer (TRL SFTConfig + TrainingArguments names) */
     int max_steps, per_device_train_batch_size, gradient_accumulation_steps, max_length;
     int eval_steps, save_steps, logging_steps, save_total_limit, per_device_eval_batch_size;
+    int log_rollouts_per_step; /* grpo: completions per step kept in run.db (0: none) */
     double learning_rate, adam_beta1, adam_beta2, adam_epsilon, weight_decay, max_grad_norm;
     int lr_scheduler_type;     /* lr_schedule_kind */
     int warmup_steps;

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "core/store.h"
+
 typedef struct {
     const char *run_dir;          /* checkpoints go to run_dir/ckpt/ (NULL: none) */
     const char *tokenizer_dir;    /* copied into each checkpoint (NULL: none) */
@@ -17,6 +19,9 @@ typedef struct {
     /* metrics for the run store: called every logging step and at each evaluation */
     void (*on_metrics)(void *ctx, int step, int n, const char *const *names, const double *values);
     void *ctx;
+    /* sampled rollouts of a step for the run store (run_id and stage left 0 for the callee
+     * to fill; strings valid during the call); NULL: not kept */
+    void (*on_rollouts)(void *ctx, int step, int n, const store_rollout *rows);
     int quiet;                    /* no progress line */
     int stop_after_steps;         /* stop once this step is done and checkpointed, as if the
                                      process were killed there (0: run to max_steps) */
