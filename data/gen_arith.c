@@ -78,18 +78,38 @@ static void steps_mul_digit(int64_t a, int d, char *buf, size_t *len, size_t siz
     }
 }
 
+/* The split a problem belongs to, by its content (operands and operator), so a held-out
+ * set never shares a problem with the training sets, whatever their seeds and indices:
+ * one problem in DATA_SPLIT_HELD_OUT_SHARE is held out (a SplitMix64 hash of the content). */
+static int content_split(int64_t a, char op, int64_t b) {
+    uint64_t h = (uint64_t)a * 0x9E3779B97F4A7C15ull ^ (uint64_t)b * 0xBF58476D1CE4E5B9ull ^ (uint64_t)(unsigned char)op;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    h ^= h >> 31;
+    return h % DATA_SPLIT_HELD_OUT_SHARE == 0 ? DATA_SPLIT_HELD_OUT : DATA_SPLIT_TRAIN;
+}
+
+/* Draws op, a, b from r; redraws (on the same stream) until the content is in opt->split. */
+static void draw_problem(rng_stream *r, const data_arith_options *opt, char *op, int64_t *a, int64_t *b) {
+    const char *ops = opt->ops && opt->ops[0] ? opt->ops : "+-*";
+    int d = opt->difficulty < 1 ? 1 : opt->difficulty > 5 ? 5 : opt->difficulty;
+    for (;;) {
+        *op = ops[rng_next_below(r, (uint32_t)strlen(ops))];
+        *a = random_with_digits(r, d);
+        *b = random_with_digits(r, *op == '*' ? (d >= 4 ? 2 : 1) : d);
+        if (opt->split == DATA_SPLIT_ALL || content_split(*a, *op, *b) == opt->split) return;
+    }
+}
+
 void data_arith_problem(uint64_t seed, uint64_t index, const data_arith_options *opt, char *prompt,
                         char *answer, char *response, size_t size) {
     rng_stream r = rng_stream_make(seed, index);
-    const char *ops = opt->ops && opt->ops[0] ? opt->ops : "+-*";
-    char op = ops[rng_next_below(&r, (uint32_t)strlen(ops))];
-    int d = opt->difficulty < 1 ? 1 : opt->difficulty > 5 ? 5 : opt->difficulty;
+    char op;
     int64_t a, b, result;
+    draw_problem(&r, opt, &op, &a, &b);
     size_t len = 0;
     append(response, &len, size, "<think>");
     if (op == '*') {
-        a = random_with_digits(&r, d);
-        b = random_with_digits(&r, d >= 4 ? 2 : 1);
         result = a * b;
         if (b < 10) {
             steps_mul_digit(a, (int)b, response, &len, size);
@@ -102,20 +122,16 @@ void data_arith_problem(uint64_t seed, uint64_t index, const data_arith_options 
             append(response, &len, size, "shift: %" PRId64 ". Add %" PRId64 "+%" PRId64 ": ", hi, lo, hi);
             steps_add(lo, hi, response, &len, size);
         }
+    } else if (op == '+') {
+        result = a + b;
+        steps_add(a, b, response, &len, size);
     } else {
-        a = random_with_digits(&r, d);
-        b = random_with_digits(&r, d);
-        if (op == '+') {
-            result = a + b;
-            steps_add(a, b, response, &len, size);
-        } else {
-            result = a - b;
-            if (a >= b) steps_sub(a, b, response, &len, size);
-            else {
-                append(response, &len, size, "%" PRId64 "<%" PRId64 ", so compute %" PRId64 "-%" PRId64
-                       " and negate. ", a, b, b, a);
-                steps_sub(b, a, response, &len, size);
-            }
+        result = a - b;
+        if (a >= b) steps_sub(a, b, response, &len, size);
+        else {
+            append(response, &len, size, "%" PRId64 "<%" PRId64 ", so compute %" PRId64 "-%" PRId64
+                   " and negate. ", a, b, b, a);
+            steps_sub(b, a, response, &len, size);
         }
     }
     int64_t shown = result;

@@ -14,9 +14,16 @@
  * difficulty-digit number times a 1-digit one (2-digit from difficulty 4 on).
  * ops: a subset of "+-*". Each line: {"id","prompt","answer","response"}, where response
  * is "<think>steps</think> <answer>N</answer>" (usable for SFT) and answer the number. */
+/* Content splits: a problem (operands and operator) is in exactly one of train and
+ * held_out, one in DATA_SPLIT_HELD_OUT_SHARE held out, so sets drawn from different splits
+ * never share a problem. DATA_SPLIT_ALL draws from both. */
+enum { DATA_SPLIT_ALL = 0, DATA_SPLIT_TRAIN = 1, DATA_SPLIT_HELD_OUT = 2 };
+#define DATA_SPLIT_HELD_OUT_SHARE 8
+
 typedef struct {
     int difficulty;
     const char *ops;
+    int split;             /* DATA_SPLIT_*: which problems may be drawn */
     double answer_noise;   /* share of responses whose final <answer> is wrong (the worked
                               steps and the "answer" field stay right): pretraining text
                               for a base that knows the method but is unreliable */

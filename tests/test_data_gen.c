@@ -129,6 +129,49 @@ static void test_arith_noise(void) {
     CHECK_MSG(wrong > 0.25 * n && wrong < 0.35 * n, "%d of %d answers wrong, expected ~30%%", wrong, n);
 }
 
+/* Content splits: with 1-digit + and - there are only 200 distinct problems, so thousands
+ * of draws cover each split whole. The splits must be disjoint, cover every problem between
+ * them, hold out about one in DATA_SPLIT_HELD_OUT_SHARE, and keep DATA_SPLIT_ALL's draws. */
+static void test_arith_split(void) {
+    char prompt[2048], answer[2048], response[2048];
+    static unsigned char seen[3][2][10][10];   /* [split][op][a][b] */
+    memset(seen, 0, sizeof seen);
+    for (int split = 0; split < 3; split++) {
+        data_arith_options o = {.difficulty = 1, .ops = "+-", .split = split};
+        for (int i = 0; i < 6000; i++) {
+            data_arith_problem((uint64_t)(11 + split), (uint64_t)i, &o, prompt, answer, response, sizeof prompt);
+            long long a, b;
+            char op;
+            CHECK(sscanf(prompt, "What is %lld %c %lld?", &a, &op, &b) == 3 && a >= 0 && a < 10 && b >= 0 && b < 10);
+            if (a >= 0 && a < 10 && b >= 0 && b < 10) seen[split][op == '-'][a][b] = 1;
+        }
+    }
+    int held = 0, all = 0;
+    for (int op = 0; op < 2; op++)
+        for (int a = 0; a < 10; a++)
+            for (int b = 0; b < 10; b++) {
+                CHECK_MSG(!(seen[1][op][a][b] && seen[2][op][a][b]), "%d %c %d drawn in both splits", a, "+-"[op], b);
+                CHECK_MSG(seen[1][op][a][b] || seen[2][op][a][b], "%d %c %d in neither split", a, "+-"[op], b);
+                held += seen[2][op][a][b];
+                all += seen[0][op][a][b];
+            }
+    CHECK_INT(200, all);
+    CHECK_MSG(held >= 200 / DATA_SPLIT_HELD_OUT_SHARE / 2 && held <= 200 * 2 / DATA_SPLIT_HELD_OUT_SHARE,
+              "%d of 200 problems held out, expected about %d", held, 200 / DATA_SPLIT_HELD_OUT_SHARE);
+    /* Most first draws are not held-out problems, so a held-out set must differ from the
+     * unsplit one at most indices: the split really redraws. */
+    data_arith_options all_o = {.difficulty = 2, .ops = "+-*"}, held_o = all_o;
+    held_o.split = DATA_SPLIT_HELD_OUT;
+    int differ = 0;
+    char prompt2[2048];
+    for (int i = 0; i < 64; i++) {
+        data_arith_problem(3, (uint64_t)i, &all_o, prompt, answer, response, sizeof prompt);
+        data_arith_problem(3, (uint64_t)i, &held_o, prompt2, answer, response, sizeof prompt2);
+        differ += strcmp(prompt, prompt2) != 0;
+    }
+    CHECK_MSG(differ > 32, "held-out draws equal the unsplit ones %d of 64 times", 64 - differ);
+}
+
 static void test_countdown(void) {
     for (int use_all = 0; use_all <= 1; use_all++)
         for (int count = 2; count <= 6; count++) {
@@ -209,6 +252,7 @@ static void test_template(void) {
 int main(void) {
     test_arith();
     test_arith_noise();
+    test_arith_split();
     test_countdown();
     test_jsonl_output();
     test_template();

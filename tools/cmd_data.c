@@ -10,12 +10,14 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: grpo data arith|countdown --n N [--seed S] [--offset K] [--out FILE] [options]\n\n"
             "Writes N synthetic problems as JSONL (stdout unless --out). The same seed gives the same\n"
-            "file; --offset K starts at problem index K, so a held-out split with the same seed and a\n"
-            "disjoint offset never repeats a training problem.\n\n"
+            "file; --offset K starts at problem index K (disjoint indices can still repeat a problem:\n"
+            "use --split for sets that must never share one).\n\n"
             "arith: {\"id\",\"prompt\",\"answer\",\"response\"}; response is a worked digit-by-digit solution\n"
             "  --difficulty D   1..5, digits per operand (default 2)\n"
             "  --ops OPS        a subset of \"+-*\" (default \"+-*\")\n"
             "  --answer-noise P share of responses whose final <answer> is wrong (default 0)\n"
+            "  --split S        all (default), train or held_out: one problem in 8, chosen by its\n"
+            "                   operands and operator, is held out; the two splits never share a problem\n"
             "countdown: {\"id\",\"numbers\",\"target\",\"solution\"}, solvable by construction\n"
             "  --count C        numbers per problem, 2..8 (default 4)\n"
             "  --max-number M   numbers drawn from 1..M (default 99)\n"
@@ -52,6 +54,16 @@ int cmd_data(int argc, char **argv) {
             double p;
             if (m < 0 || !arg_double("data", "--answer-noise", value, 0, 1, &p)) return 2;
             arith.answer_noise = p;
+        } else if (is_arith && FLAG("--split")) {
+            if (m < 0) return 2;
+            static const char *const splits[] = {"all", "train", "held_out"};
+            int k = 0;
+            while (k < 3 && strcmp(value, splits[k])) k++;
+            if (k == 3) {
+                fprintf(stderr, "grpo data: --split: expected all, train or held_out, found '%s'\n", value);
+                return 2;
+            }
+            arith.split = k;
         } else if (!is_arith && FLAG("--count")) {
             if (m < 0 || !arg_int("data", "--count", value, 2, 8, &v)) return 2;
             countdown.count = (int)v;
