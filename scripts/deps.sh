@@ -2,7 +2,8 @@
 # Installs the Debian packages grpo.c needs, only those that are missing.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libyaml-dev libsqlite3-dev libpcre2-dev libjansson-dev
-          libopenblas-openmp-dev libseccomp-dev bubblewrap python3)
+          libopenblas-openmp-dev libseccomp-dev bubblewrap python3
+          openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
