@@ -59,6 +59,7 @@ static const char *const statement_sql[STMT_COUNT] = {
                           " verdict, advantage, length FROM rollouts WHERE run_id = ?1 AND step = ?2 ORDER BY rowid",
     [STMT_GET_STAGES] = "SELECT idx, name, kind, started_at, finished_at, steps, summary_json FROM stages"
                         " WHERE run_id = ?1 ORDER BY idx",
+    [STMT_GET_RUNS] = "SELECT id, name, created_at, config_yaml, status FROM runs ORDER BY id",
 };
 
 static double now_seconds(void) {

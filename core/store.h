@@ -109,4 +109,15 @@ typedef struct {
 typedef int (*store_stage_fn)(void *ctx, const store_stage *st);
 grpo_status store_get_stages(store *s, int64_t run_id, store_stage_fn fn, void *ctx);
 
+typedef struct {
+    int64_t id;
+    const char *name;
+    double created_at;          /* unix seconds */
+    const char *config_yaml;    /* the run's configuration as resolved (may be NULL) */
+    const char *status;         /* "running", "finished", "failed", ... */
+} store_run;
+/* Every run in the store in id order; strings valid only during the call. */
+typedef int (*store_run_fn)(void *ctx, const store_run *run);
+grpo_status store_get_runs(store *s, store_run_fn fn, void *ctx);
+
 #endif

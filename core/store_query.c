@@ -218,3 +218,19 @@ grpo_status store_get_stages(store *s, int64_t run_id, store_stage_fn fn, void *
     sqlite3_reset(st);
     return status;
 }
+
+grpo_status store_get_runs(store *s, store_run_fn fn, void *ctx) {
+    if (!fn) return grpo_fail(GRPO_ERR_INVALID, "store_get_runs: a callback is required");
+    sqlite3_stmt *st;
+    GRPO_TRY(store_stmt(s, STMT_GET_RUNS, &st));
+    grpo_status status = GRPO_OK;
+    for (int row;;) {
+        if ((status = store_step(s, st, &row)) != GRPO_OK || !row) break;
+        store_run r = {.id = sqlite3_column_int64(st, 0), .name = column_text(st, 1),
+                       .created_at = column_double_or_nan(st, 2), .config_yaml = column_text(st, 3),
+                       .status = column_text(st, 4)};
+        if (fn(ctx, &r)) break;
+    }
+    sqlite3_reset(st);
+    return status;
+}
