@@ -30,6 +30,9 @@ sft_config sft_config_default(void) {
     c.optim = optim_config_default();
     c.optim.learning_rate = 2e-5;
     c.seed = 42;
+    c.teacher = NULL;
+    c.kd_alpha = 0.5;
+    c.kd = kd_options_default();
     return c;
 }
 
@@ -44,6 +47,9 @@ grpo_status sft_config_validate(const sft_config *c) {
     if (c->max_length < 2) return grpo_fail(GRPO_ERR_INVALID, "max_length must be at least 2, found %d", c->max_length);
     if (c->eval_batch_size < 1) return grpo_fail(GRPO_ERR_INVALID, "eval_batch_size must be at least 1");
     if (!(c->optim.learning_rate > 0)) return grpo_fail(GRPO_ERR_INVALID, "learning_rate must be positive");
+    if (c->teacher && !(c->kd_alpha >= 0 && c->kd_alpha <= 1))
+        return grpo_fail(GRPO_ERR_INVALID, "kd_alpha: expected a value in [0, 1], found %g", c->kd_alpha);
+    if (c->teacher) GRPO_TRY(kd_options_validate(&c->kd));
     return GRPO_OK;
 }
 
@@ -178,6 +184,69 @@ static int order_example(data_order *o, int64_t cursor) {
     return o->perm[cursor % o->n];
 }
 
+/* Logit KD beside the cross-entropy (sft_config.teacher): host scratch for a chunk of rows
+ * of the student's logits, the teacher's and the combined gradient, sized once. */
+typedef struct {
+    int rows;                        /* rows per chunk */
+    float *student, *teacher, *dkd, *dlogits;
+    uint8_t *mask;
+} kd_buffers;
+
+static void kd_buffers_free(kd_buffers *k) {
+    free(k->student);
+    free(k->teacher);
+    free(k->dkd);
+    free(k->dlogits);
+    free(k->mask);
+    memset(k, 0, sizeof *k);
+}
+
+static grpo_status kd_buffers_init(kd_buffers *k, int V_student, int V_teacher, int max_rows) {
+    memset(k, 0, sizeof *k);
+    int V = V_student > V_teacher ? V_student : V_teacher;
+    k->rows = (1 << 22) / V > 0 ? (1 << 22) / V : 1;   /* ~16 MiB a buffer */
+    if (k->rows > max_rows) k->rows = max_rows;
+    size_t n = (size_t)k->rows;
+    k->student = malloc(n * V_student * sizeof(float));
+    k->teacher = malloc(n * V_teacher * sizeof(float));
+    k->dkd = malloc(n * V_student * sizeof(float));
+    k->dlogits = malloc(n * V_student * sizeof(float));
+    k->mask = malloc(n);
+    if (!k->student || !k->teacher || !k->dkd || !k->dlogits || !k->mask) {
+        kd_buffers_free(k);
+        return grpo_fail(GRPO_ERR_NOMEM, "sft: cannot allocate logit-distillation buffers (%d rows)", (int)n);
+    }
+    return GRPO_OK;
+}
+
+/* One micro-batch's backward with KD: b->dlogprobs already holds -(1 - kd_alpha) /
+ * step_targets on the response rows, so the in-place CE backward leaves (1 - kd_alpha) *
+ * dCE in logits; chunk by chunk (student rows read before they are overwritten) this adds
+ * kd_alpha * dKD (rl/kd_loss.h, normalised by the step's response tokens as CE is).
+ * logits, teacher_logits: backend [n, V] / [n, V_teacher]. Returns the chunk sum of the
+ * KD loss in *kd_sum (per-token KD summed over response rows, divided by step_targets). */
+static grpo_status kd_backward(const sft_config *cfg, backend *be, batch_buffers *b, kd_buffers *k, float *logits,
+                               const float *teacher_logits, int n, int V, int V_teacher, int step_targets,
+                               double *kd_sum) {
+    *kd_sum = 0;
+    for (int r0 = 0; r0 < n; r0 += k->rows) {
+        int rows = n - r0 < k->rows ? n - r0 : k->rows;
+        size_t off = (size_t)r0 * V;
+        be->to_host(be, k->student, logits + off, (size_t)rows * V * sizeof(float));
+        be->to_host(be, k->teacher, teacher_logits + (size_t)r0 * V_teacher, (size_t)rows * V_teacher * sizeof(float));
+        for (int i = 0; i < rows; i++) k->mask[i] = b->host_targets[r0 + i] >= 0;
+        double part;
+        GRPO_TRY(kd_loss(&cfg->kd, rows, k->student, V, k->teacher, V_teacher, k->mask, step_targets, &part, k->dkd));
+        *kd_sum += part;
+        be->token_logprobs_backward(be, logits + off, logits + off, b->lse + r0, b->targets + r0, b->dlogprobs + r0,
+                                    rows, V);
+        be->to_host(be, k->dlogits, logits + off, (size_t)rows * V * sizeof(float));
+        for (size_t i = 0; i < (size_t)rows * V; i++) k->dlogits[i] += (float)cfg->kd_alpha * k->dkd[i];
+        be->to_device(be, logits + off, k->dlogits, (size_t)rows * V * sizeof(float));
+    }
+    return GRPO_OK;
+}
+
 static void emit(const sft_run *run, int step, int n, const char *const *names, const double *values) {
     if (run->on_metrics) run->on_metrics(run->ctx, step, n, names, values);
 }
@@ -188,6 +257,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
     result->resumed_from = -1;
     result->eval_loss = NAN;
     result->eval_exact_match = NAN;
+    result->train_kd_loss = NAN;
     GRPO_TRY(sft_config_validate(cfg));
     GRPO_TRY(BACKEND_REQUIRE(model->be, token_logprobs_forward));
     GRPO_TRY(BACKEND_REQUIRE(model->be, token_logprobs_backward));
@@ -196,6 +266,12 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
     int T_max = cfg->max_length;
     int batch_max = B > cfg->eval_batch_size ? B : cfg->eval_batch_size;
     GRPO_TRY(lm_reserve(model, batch_max, T_max));
+    lm *teacher = cfg->teacher;
+    double ce_weight = teacher ? 1.0 - cfg->kd_alpha : 1.0;
+    if (teacher && teacher->be != be)
+        return grpo_fail(GRPO_ERR_INVALID, "sft: the teacher must run on the student's backend");
+    if (teacher) GRPO_TRY(lm_reserve(teacher, B, T_max));
+    kd_buffers kdb = {0};
 
     optim *opt = NULL;
     batch_buffers b = {0};
@@ -205,6 +281,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
     progress *bar = NULL;
     grpo_status s = indices && order.perm ? GRPO_OK : grpo_fail(GRPO_ERR_NOMEM, "sft: out of memory");
     if (!s) s = buffers_init(&b, be, B, T_max);
+    if (!s && teacher) s = kd_buffers_init(&kdb, V, teacher->vocab_size, B * T_max);
     if (!s) s = optim_create(&cfg->optim, model->params, &opt);
     int start = 0, resumed = 0;
     trainer_state ts;
@@ -220,7 +297,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
         if (bar) progress_set_start(bar, start);
     }
 
-    double t0 = progress_now(), window_loss = 0, window_tokens = 0;
+    double t0 = progress_now(), window_loss = 0, window_tokens = 0, window_kd = 0, window_ce = 0;
     int window_steps = 0;
     long long trained_tokens = 0;
     for (int step = start; step < cfg->max_steps && !s; step++) {
@@ -236,7 +313,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
             sft_batch_fill(train, indices + m * B, B, T_max, run->pad_id, b.host_ids, b.host_targets, &n_targets);
             step_targets += n_targets;
         }
-        double step_loss = 0;
+        double step_loss = 0, step_kd = 0;
         for (int m = 0; m < accum && !s; m++) {
             int n_targets, T = sft_batch_fill(train, indices + m * B, B, T_max, run->pad_id, b.host_ids,
                                               b.host_targets, &n_targets);
@@ -244,24 +321,45 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
             float *logits;
             s = batch_forward(model, &b, B, T, &logits);
             if (s) break;
+            float *teacher_logits = NULL;
+            for (size_t i = 0; teacher && i < n && !s; i++)
+                if (b.host_ids[i] >= teacher->vocab_size)
+                    s = grpo_fail(GRPO_ERR_INVALID, "sft: token id %d is outside the teacher's vocabulary of %d: "
+                                  "logit distillation needs the student's tokenizer", (int)b.host_ids[i],
+                                  teacher->vocab_size);
+            if (!s && teacher) s = lm_forward(teacher, b.ids, NULL, B, T, &teacher_logits);
+            if (s) break;
             be->to_host(be, b.host_values, b.logprobs, n * sizeof(float));
             for (size_t i = 0; i < n; i++) {
                 if (b.host_targets[i] >= 0) step_loss -= b.host_values[i];
-                /* d(loss)/d(logprob) for loss = -sum(logprobs) / step_targets */
-                b.host_values[i] = b.host_targets[i] >= 0 && step_targets ? -1.0f / (float)step_targets : 0.0f;
+                /* d(loss)/d(logprob) for loss = -ce_weight * sum(logprobs) / step_targets */
+                b.host_values[i] =
+                    b.host_targets[i] >= 0 && step_targets ? (float)(-ce_weight / (double)step_targets) : 0.0f;
             }
             be->to_device(be, b.dlogprobs, b.host_values, n * sizeof(float));
-            /* dlogits overwrite the logits in place: each element needs only its own logit. */
-            be->token_logprobs_backward(be, logits, logits, b.lse, b.targets, b.dlogprobs, (int)n, V);
+            if (teacher) {
+                double kd_part;
+                s = kd_backward(cfg, be, &b, &kdb, logits, teacher_logits, (int)n, V, teacher->vocab_size,
+                                step_targets, &kd_part);
+                if (s) break;
+                step_kd += kd_part;
+            } else {
+                /* dlogits overwrite the logits in place: each element needs only its own logit. */
+                be->token_logprobs_backward(be, logits, logits, b.lse, b.targets, b.dlogprobs, (int)n, V);
+            }
             s = lm_backward(model, logits);
             trained_tokens += (long long)n;
         }
         if (s) break;
         step_loss = step_targets ? step_loss / step_targets : 0;
+        double step_ce = step_loss;
+        if (teacher) step_loss = ce_weight * step_ce + cfg->kd_alpha * step_kd;
         double grad_norm;
         s = optim_step(opt, lr, &grad_norm);
         if (s) break;
         window_loss += step_loss;
+        window_kd += step_kd;
+        window_ce += step_ce;
         window_tokens += step_targets;
         window_steps++;
         int done_steps = step + 1;
@@ -274,12 +372,18 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
                                    "train/response_tokens"};
             double values[] = {result->train_loss, lr, grad_norm, tok_s, window_tokens};
             emit(run, done_steps, 5, names, values);
+            if (teacher) {
+                result->train_kd_loss = window_kd / window_steps;
+                const char *kd_names[] = {"train/kd_loss", "train/ce_loss"};
+                double kd_values[] = {result->train_kd_loss, window_ce / window_steps};
+                emit(run, done_steps, 2, kd_names, kd_values);
+            }
             char moe_store[16][48];
             const char *moe_names[16];
             double moe_values[16];
             int k = lm_moe_metrics(model, 16, moe_store, moe_names, moe_values);
             if (k) emit(run, done_steps, k, moe_names, moe_values);
-            window_loss = window_tokens = 0;
+            window_loss = window_tokens = window_kd = window_ce = 0;
             window_steps = 0;
         }
         int last = done_steps == cfg->max_steps;
@@ -315,6 +419,7 @@ done:
     progress_free(bar);
     optim_free(opt);
     buffers_free(&b);
+    kd_buffers_free(&kdb);
     free(indices);
     free(order.perm);
     return s;
