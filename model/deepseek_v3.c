@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "model/moe_impl.h"
 
 /* Every activation view starts on a 256-byte boundary (GPU loads stay aligned). */
 #define DSV3_ALIGN_FLOATS 64
@@ -112,6 +113,7 @@ static void resolve(deepseek_v3_model *m, dsv3_block_weights *ws, int grad) {
         w->attn.kv_a_layernorm = ptr_or_null(ps, v->kv_a_layernorm, grad);
         w->attn.kv_b_proj = ptr_or_null(ps, v->kv_b_proj, grad);
         w->attn.o_proj = ptr_or_null(ps, v->o_proj, grad);
+        w->attn.compute = grad ? NULL : ps->compute;
         w->gate_proj = ptr_or_null(ps, v->gate_proj, grad);
         w->up_proj = ptr_or_null(ps, v->up_proj, grad);
         w->down_proj = ptr_or_null(ps, v->down_proj, grad);
@@ -133,6 +135,7 @@ static void resolve(deepseek_v3_model *m, dsv3_block_weights *ws, int grad) {
         mw->shared_gate_proj = ptr_or_null(ps, v->shared_gate_proj, grad);
         mw->shared_up_proj = ptr_or_null(ps, v->shared_up_proj, grad);
         mw->shared_down_proj = ptr_or_null(ps, v->shared_down_proj, grad);
+        mw->compute = grad ? NULL : ps->compute;
     }
 }
 
@@ -475,6 +478,14 @@ int deepseek_v3_num_moe_layers(const deepseek_v3_model *m) { return m->n_moe; }
 int deepseek_v3_moe_layer_index(const deepseek_v3_model *m, int i) {
     GRPO_ASSERT(i >= 0 && i < m->n_moe);
     return m->moe_block[i];
+}
+
+int64_t *deepseek_v3_moe_loads(deepseek_v3_model *m, int i, int *n_experts) {
+    GRPO_ASSERT(i >= 0 && i < m->n_moe);
+    *n_experts = 0;
+    if (!m->moe[i]) return NULL;
+    *n_experts = m->moe[i]->cfg.n_routed_experts;
+    return m->moe[i]->load_accum;
 }
 
 const moe_stats *deepseek_v3_moe_stats(const deepseek_v3_model *m, int i) {

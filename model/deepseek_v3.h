@@ -126,6 +126,10 @@ int deepseek_v3_moe_layer_index(const deepseek_v3_model *m, int i);
 /* Routing statistics of MoE layer i's last forward (load per expert, max violation =
  * max load / mean load - 1), valid until the next forward. */
 const moe_stats *deepseek_v3_moe_stats(const deepseek_v3_model *m, int i);
+/* MoE layer i's loads accumulated since the last deepseek_v3_update_bias: [*n_experts],
+ * writable (data parallelism replaces them with the sums over the ranks); NULL before
+ * deepseek_v3_reserve. */
+int64_t *deepseek_v3_moe_loads(deepseek_v3_model *m, int i, int *n_experts);
 /* Largest max violation over the main model's MoE layers in the last forward. */
 double deepseek_v3_max_violation(const deepseek_v3_model *m);
 /* Sets the sequence-wise balance loss weight alpha (V3 eq. 17-20) of every MoE layer

@@ -13,6 +13,7 @@
 #include "model/deepseek_v3.h"
 #include "model/dense.h"
 #include "model/hf_config.h"
+#include "model/linear.h"
 
 /* ---- dense (Qwen2 / Llama) ---- */
 
@@ -70,9 +71,14 @@ static double dsv3_lm_moe_layer_violation(const lm *m, int i, int *layer_index) 
     return st ? st->max_violation : NAN;
 }
 
+static int64_t *dsv3_lm_moe_layer_loads(lm *m, int i, int *n_experts) {
+    return deepseek_v3_moe_loads(m->impl, i, n_experts);
+}
+
 static const lm_ops dsv3_lm_ops = {dsv3_lm_forward, dsv3_lm_backward, dsv3_lm_reserve, dsv3_lm_save,
                                     dsv3_lm_destroy, &deepseek_v3_lm_decode_ops, dsv3_lm_update_bias,
-                                    dsv3_lm_max_violation, dsv3_lm_num_moe_layers, dsv3_lm_moe_layer_violation};
+                                    dsv3_lm_max_violation, dsv3_lm_num_moe_layers, dsv3_lm_moe_layer_violation,
+                                    dsv3_lm_moe_layer_loads};
 
 static grpo_status wrap_dsv3(backend *be, deepseek_v3_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
@@ -169,3 +175,11 @@ void lm_free(lm *m) {
     m->ops->destroy(m);
     free(m);
 }
+
+grpo_status lm_set_precision(lm *m, quant_precision p) {
+    if (!m->params->compute)
+        return grpo_fail(GRPO_ERR_INVALID, "lm_set_precision: model %s has no parameters allocated", m->model_type);
+    return linear_set_precision(m->params->compute, p);
+}
+
+quant_precision lm_get_precision(const lm *m) { return linear_get_precision(m->params->compute); }

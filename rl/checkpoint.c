@@ -10,16 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/comm.h"
 #include "core/fs.h"
 #include "core/safetensors.h"
 
 static grpo_status write_state(const char *path, const trainer_state *ts) {
     json_t *rng = json_pack("{s:I, s:I, s:I}", "seed", (json_int_t)ts->rng.seed, "stream", (json_int_t)ts->rng.stream,
                             "counter", (json_int_t)ts->rng.counter);
-    json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:I, s:o}", "format", "grpo-trainer-state", "version",
-                             CHECKPOINT_STATE_VERSION, "step", ts->step, "global_step",
+    json_t *root = json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:I, s:o, s:i}", "format", "grpo-trainer-state",
+                             "version", CHECKPOINT_STATE_VERSION, "step", ts->step, "global_step",
                              ts->global_step ? ts->global_step : ts->step, "stage_index", ts->stage_index, "stage",
-                             ts->stage, "seed", (json_int_t)ts->seed, "rng", rng);
+                             ts->stage, "seed", (json_int_t)ts->seed, "rng", rng, "world_size",
+                             ts->world_size > 0 ? ts->world_size : 1);
     if (!root) return grpo_fail(GRPO_ERR_NOMEM, "cannot build %s", path);
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
@@ -39,10 +41,11 @@ grpo_status checkpoint_read_state(const char *dir, trainer_state *ts) {
     const char *format = NULL, *stage = NULL;
     json_int_t seed = 0, rseed = 0, rstream = 0, rcounter = 0;
     int version = 0;
-    if (json_unpack_ex(root, &err, JSON_STRICT, "{s:s, s:i, s:i, s:i, s:i, s:s, s:I, s:{s:I, s:I, s:I}}", "format",
-                       &format, "version", &version, "step", &t.step, "global_step", &t.global_step, "stage_index",
-                       &t.stage_index, "stage", &stage, "seed", &seed, "rng", "seed", &rseed, "stream", &rstream,
-                       "counter", &rcounter) != 0) {
+    t.world_size = 1;   /* states written before data parallelism were one rank's */
+    if (json_unpack_ex(root, &err, JSON_STRICT, "{s:s, s:i, s:i, s:i, s:i, s:s, s:I, s:{s:I, s:I, s:I}, s?i}",
+                       "format", &format, "version", &version, "step", &t.step, "global_step", &t.global_step,
+                       "stage_index", &t.stage_index, "stage", &stage, "seed", &seed, "rng", "seed", &rseed, "stream",
+                       &rstream, "counter", &rcounter, "world_size", &t.world_size) != 0) {
         json_decref(root);
         return grpo_fail(GRPO_ERR_PARSE, "%s: expected a grpo trainer state: %s", path, err.text);
     }
@@ -52,6 +55,8 @@ grpo_status checkpoint_read_state(const char *dir, trainer_state *ts) {
                       CHECKPOINT_STATE_VERSION, format, version);
     else if (t.step < 0)
         s = grpo_fail(GRPO_ERR_PARSE, "%s: step %d is negative", path, t.step);
+    else if (t.world_size < 1)
+        s = grpo_fail(GRPO_ERR_PARSE, "%s: world_size %d is not a positive number of ranks", path, t.world_size);
     snprintf(t.stage, sizeof t.stage, "%s", stage);
     t.seed = (uint64_t)seed;
     t.rng.seed = (uint64_t)rseed;
@@ -70,13 +75,9 @@ static grpo_status copy_if_exists(const char *src_dir, const char *dst_dir, cons
     return fs_copy_file(src, dst);
 }
 
-grpo_status checkpoint_save(const char *run_dir, const trainer_state *ts, lm *model, const optim *opt,
-                            const char *tokenizer_dir, char *path_out, size_t size) {
-    char ckpt_dir[PATH_MAX], tmp[PATH_MAX], final_dir[PATH_MAX], file[PATH_MAX];
-    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/ckpt", run_dir);
-    int n = ts->global_step ? ts->global_step : ts->step;
-    snprintf(tmp, sizeof tmp, "%s/.step-%d.tmp", ckpt_dir, n);
-    snprintf(final_dir, sizeof final_dir, "%s/step-%d", ckpt_dir, n);
+/* Rank 0's part of a checkpoint before the optimizer state: the temp directory, the
+ * model and the tokenizer files. */
+static grpo_status save_model_part(const char *ckpt_dir, const char *tmp, lm *model, const char *tokenizer_dir) {
     GRPO_TRY(fs_mkdirs(ckpt_dir));
     GRPO_TRY(fs_remove_tree(tmp));
     GRPO_TRY(fs_mkdirs(tmp));
@@ -85,19 +86,50 @@ grpo_status checkpoint_save(const char *run_dir, const trainer_state *ts, lm *mo
         GRPO_TRY(copy_if_exists(tokenizer_dir, tmp, "tokenizer.json"));
         GRPO_TRY(copy_if_exists(tokenizer_dir, tmp, "tokenizer_config.json"));
     }
-    if (opt) {
-        snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
-        GRPO_TRY(optim_save(opt, file));
-    }
+    return GRPO_OK;
+}
+
+/* Rank 0's part after it: the trainer state, then the rename into place. */
+static grpo_status save_finish(const char *ckpt_dir, const char *tmp, const char *final_dir, const trainer_state *ts) {
+    char file[PATH_MAX];
     snprintf(file, sizeof file, "%s/trainer_state.json", tmp);
     GRPO_TRY(write_state(file, ts));
     GRPO_TRY(fs_sync_path(tmp));
     GRPO_TRY(fs_remove_tree(final_dir));
     if (rename(tmp, final_dir) != 0)
         return grpo_fail(GRPO_ERR_IO, "cannot rename %s to %s: %s", tmp, final_dir, strerror(errno));
-    GRPO_TRY(fs_sync_path(ckpt_dir));
-    if (path_out) snprintf(path_out, size, "%s", final_dir);
-    return GRPO_OK;
+    return fs_sync_path(ckpt_dir);
+}
+
+/* With several ranks every rank calls this (the sharded optimizer state is gathered),
+ * rank 0 writes, and all return together once the checkpoint is in place (or all fail). */
+static grpo_status save_all_ranks(const char *run_dir, const trainer_state *ts_in, lm *model, const optim *opt,
+                                  const char *tokenizer_dir, int keep_last, char *path_out, size_t size) {
+    comm *world = comm_world();
+    int writer = comm_rank(world) == 0;
+    trainer_state ts = *ts_in;
+    ts.world_size = comm_size(world);
+    char ckpt_dir[PATH_MAX], tmp[PATH_MAX], final_dir[PATH_MAX], file[PATH_MAX];
+    snprintf(ckpt_dir, sizeof ckpt_dir, "%s/ckpt", run_dir);
+    int n = ts.global_step ? ts.global_step : ts.step;
+    snprintf(tmp, sizeof tmp, "%s/.step-%d.tmp", ckpt_dir, n);
+    snprintf(final_dir, sizeof final_dir, "%s/step-%d", ckpt_dir, n);
+    grpo_status s = writer ? save_model_part(ckpt_dir, tmp, model, tokenizer_dir) : GRPO_OK;
+    if (opt) {   /* a collective: every rank takes part even after a failure on rank 0 */
+        snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
+        grpo_status os = optim_save(opt, file);
+        if (!s) s = os;
+    }
+    if (!s && writer) s = save_finish(ckpt_dir, tmp, final_dir, &ts);
+    if (!s && writer && keep_last > 0) s = checkpoint_prune(run_dir, keep_last);
+    s = comm_agree(world, s);
+    if (!s && path_out) snprintf(path_out, size, "%s", final_dir);
+    return s;
+}
+
+grpo_status checkpoint_save(const char *run_dir, const trainer_state *ts, lm *model, const optim *opt,
+                            const char *tokenizer_dir, char *path_out, size_t size) {
+    return save_all_ranks(run_dir, ts, model, opt, tokenizer_dir, 0, path_out, size);
 }
 
 /* Steps of the complete checkpoints of a run, newest last; *n set. Caller frees. */
@@ -186,8 +218,7 @@ grpo_status checkpoint_save_step(const train_run *run, int step, uint64_t seed, 
     snprintf(ts.stage, sizeof ts.stage, "%s", run->stage_name ? run->stage_name : "train");
     ts.seed = seed;
     if (rng) ts.rng = *rng;
-    GRPO_TRY(checkpoint_save(run->run_dir, &ts, model, opt, run->tokenizer_dir, path_out, size));
-    return checkpoint_prune(run->run_dir, keep_last);
+    return save_all_ranks(run->run_dir, &ts, model, opt, run->tokenizer_dir, keep_last, path_out, size);
 }
 
 grpo_status checkpoint_resume_stage(const train_run *run, lm *model, optim *opt, trainer_state *ts, int *resumed) {
@@ -201,6 +232,13 @@ grpo_status checkpoint_resume_stage(const train_run *run, lm *model, optim *opt,
     trainer_state state;
     GRPO_TRY(checkpoint_read_state(dir, &state));
     if (state.stage_index != run->stage_index) return GRPO_OK;
+    int world = comm_size(comm_world());
+    if (state.world_size != world)
+        return grpo_fail(GRPO_ERR_INVALID,
+                         "%s was written by a run on %d rank%s but this run has %d: the data order and the random "
+                         "streams depend on the number of ranks, so resume with the same number (mpirun -np %d), "
+                         "or start a new run from the checkpoint's weights (model.path: %s)",
+                         dir, state.world_size, state.world_size == 1 ? "" : "s", world, state.world_size, dir);
     GRPO_TRY(checkpoint_restore(dir, model, opt));
     *ts = state;
     *resumed = 1;

@@ -23,7 +23,13 @@ typedef struct {
     char stage[64];
     uint64_t seed;
     rng_stream rng;        /* the trainer's sampling stream, exactly where it stopped */
+    int world_size;        /* ranks of the run that wrote it (1 in states from before) */
 } trainer_state;
+
+/* With several ranks (core/comm.h) the save functions are collectives: every rank calls
+ * them, rank 0 writes, and all return once the checkpoint is in place; ts->world_size is
+ * set to the world's size. Resuming on a different number of ranks is an error that
+ * says so. */
 
 /* Writes the checkpoint for ts->step. tokenizer_dir (may be NULL) is where the
  * tokenizer files of the model came from; they are copied beside the weights.

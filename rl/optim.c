@@ -6,14 +6,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/comm.h"
 #include "core/safetensors.h"
+
+/* Gradients are all-reduced in buckets of this many floats (one collective each; with a
+ * backend that can overlap, a bucket goes out as soon as its gradients are final). */
+#define OPTIM_GRAD_BUCKET ((size_t)1 << 22)
 
 const char *const lr_schedule_names[] = {"constant", "linear", "cosine", NULL};
 
+/* ZeRO-1 (Rajbhandari et al., "ZeRO", SC 2020, stage 1): with W ranks, rank r owns
+ * floats [shard_lo, shard_hi) of the parameter block, shard = ceil(total / W) each; it
+ * keeps m and v for that range only, steps it, and the updated shards are all-gathered.
+ * One rank owns everything and the step is exactly the single-process one. */
 struct optim {
     optim_config cfg;
     param_set *ps;       /* not owned */
-    float *m, *v;        /* [ps->total], backend memory */
+    comm *world;
+    float *m, *v;        /* [shard], backend memory */
+    size_t shard, shard_lo, shard_hi;
+    float *gather;       /* [W * shard] all-gather scratch (W > 1 only) */
     int step;            /* updates done so far */
 };
 
@@ -53,11 +65,18 @@ grpo_status optim_create(const optim_config *cfg, param_set *ps, optim **out) {
     if (!o) return grpo_fail(GRPO_ERR_NOMEM, "optim_create: out of memory");
     o->cfg = *cfg;
     o->ps = ps;
-    o->m = ps->be->alloc(ps->be, ps->total * sizeof(float));
-    o->v = ps->be->alloc(ps->be, ps->total * sizeof(float));
-    if (!o->m || !o->v) {
+    o->world = comm_world();
+    size_t W = (size_t)comm_size(o->world), r = (size_t)comm_rank(o->world);
+    o->shard = (ps->total + W - 1) / W;
+    o->shard_lo = r * o->shard < ps->total ? r * o->shard : ps->total;
+    o->shard_hi = o->shard_lo + o->shard < ps->total ? o->shard_lo + o->shard : ps->total;
+    o->m = ps->be->alloc(ps->be, o->shard * sizeof(float));
+    o->v = ps->be->alloc(ps->be, o->shard * sizeof(float));
+    if (W > 1) o->gather = ps->be->alloc(ps->be, W * o->shard * sizeof(float));
+    if (!o->m || !o->v || (W > 1 && !o->gather)) {
         optim_free(o);
-        return grpo_fail(GRPO_ERR_NOMEM, "optim_create: cannot allocate %zu floats of optimizer state", 2 * ps->total);
+        return grpo_fail(GRPO_ERR_NOMEM, "optim_create: cannot allocate %zu floats of optimizer state",
+                         (2 + (W > 1 ? W : 0)) * o->shard);
     }
     *out = o;
     return GRPO_OK;
@@ -67,6 +86,7 @@ void optim_free(optim *o) {
     if (!o) return;
     o->ps->be->free(o->ps->be, o->m);
     o->ps->be->free(o->ps->be, o->v);
+    o->ps->be->free(o->ps->be, o->gather);
     free(o);
 }
 
@@ -76,9 +96,48 @@ double optim_grad_norm(const param_set *ps) {
     return sqrt(ps->be->sum_squares(ps->be, ps->grad, ps->total));
 }
 
+int optim_shard(const optim *o, size_t *lo, size_t *hi) {
+    if (lo) *lo = o->shard_lo;
+    if (hi) *hi = o->shard_hi;
+    return comm_size(o->world);
+}
+
+grpo_status optim_allreduce_gradients(optim *o) {
+    param_set *ps = o->ps;
+    for (size_t at = 0; at < ps->total; at += OPTIM_GRAD_BUCKET) {
+        size_t n = ps->total - at < OPTIM_GRAD_BUCKET ? ps->total - at : OPTIM_GRAD_BUCKET;
+        GRPO_TRY(comm_allreduce_f32(o->world, ps->be, ps->grad + at, n, COMM_SUM));
+    }
+    return GRPO_OK;
+}
+
+/* All ranks (W > 1): every rank's shard_values [its shard] into o->gather, whose first
+ * ps->total floats are then the whole block in order. */
+static grpo_status gather_shards(optim *o, const float *shard_values) {
+    backend *be = o->ps->be;
+    size_t n = o->shard_hi - o->shard_lo;
+    float *mine = o->gather + (size_t)comm_rank(o->world) * o->shard;
+    if (n) be->copy(be, mine, shard_values, n * sizeof(float));
+    return comm_allgather_f32(o->world, be, mine, o->gather, o->shard);
+}
+
+/* The whole of a sharded state vector (m or v) on the host: host[ps->total]. */
+static grpo_status state_to_host(optim *o, const float *state, float *host) {
+    backend *be = o->ps->be;
+    if (comm_size(o->world) == 1) {
+        be->to_host(be, host, state, o->ps->total * sizeof(float));
+        return GRPO_OK;
+    }
+    GRPO_TRY(gather_shards(o, state));
+    be->to_host(be, host, o->gather, o->ps->total * sizeof(float));
+    return GRPO_OK;
+}
+
 grpo_status optim_step(optim *o, double lr, double *grad_norm) {
     param_set *ps = o->ps;
     backend *be = ps->be;
+    int W = comm_size(o->world);
+    if (W > 1) GRPO_TRY(optim_allreduce_gradients(o));
     double norm = optim_grad_norm(ps);
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(norm))
@@ -86,17 +145,26 @@ grpo_status optim_step(optim *o, double lr, double *grad_norm) {
     if (o->cfg.max_grad_norm > 0 && norm > o->cfg.max_grad_norm)
         be->scale(be, ps->grad, (float)(o->cfg.max_grad_norm / (norm + 1e-6)), ps->total);
     o->step++;
+    /* each view's part inside this rank's shard (the whole view with one rank) */
     for (int i = 0; i < ps->count; i++) {
         const param_view *pv = &ps->views[i];
+        size_t lo = pv->offset > o->shard_lo ? pv->offset : o->shard_lo;
+        size_t hi = pv->offset + pv->numel < o->shard_hi ? pv->offset + pv->numel : o->shard_hi;
+        if (lo >= hi) continue;
         float wd = pv->no_decay ? 0.0f : (float)o->cfg.weight_decay;
-        be->adamw(be, ps->data + pv->offset, ps->grad + pv->offset, o->m + pv->offset, o->v + pv->offset,
-                  pv->numel, (float)lr, (float)o->cfg.beta1, (float)o->cfg.beta2, (float)o->cfg.eps, wd, o->step);
+        size_t at = lo - o->shard_lo;
+        be->adamw(be, ps->data + lo, ps->grad + lo, o->m + at, o->v + at, hi - lo, (float)lr, (float)o->cfg.beta1,
+                  (float)o->cfg.beta2, (float)o->cfg.eps, wd, o->step);
+    }
+    if (W > 1) {
+        GRPO_TRY(gather_shards(o, ps->data + o->shard_lo));
+        be->copy(be, ps->data, o->gather, ps->total * sizeof(float));
     }
     return GRPO_OK;
 }
 
-grpo_status optim_save(const optim *o, const char *path) {
-    backend *be = o->ps->be;
+grpo_status optim_save(const optim *o_const, const char *path) {
+    optim *o = (optim *)o_const;   /* the all-gather scratch is used; the state is not changed */
     size_t n = o->ps->total;
     float *m = malloc(n * sizeof(float)), *v = malloc(n * sizeof(float));
     if (!m || !v) {
@@ -104,8 +172,13 @@ grpo_status optim_save(const optim *o, const char *path) {
         free(v);
         return grpo_fail(GRPO_ERR_NOMEM, "optim_save: out of memory");
     }
-    be->to_host(be, m, o->m, n * sizeof(float));
-    be->to_host(be, v, o->v, n * sizeof(float));
+    grpo_status gs = state_to_host(o, o->m, m);
+    if (!gs) gs = state_to_host(o, o->v, v);
+    if (gs || comm_rank(o->world) != 0) {   /* rank 0 writes the whole state */
+        free(m);
+        free(v);
+        return gs;
+    }
     st_writer *w = st_writer_create();
     int64_t shape[1] = {(int64_t)n};
     char step[32];
@@ -138,10 +211,12 @@ grpo_status optim_load(optim *o, const char *path) {
     float *host = malloc(n * sizeof(float));
     if (!host) { s = grpo_fail(GRPO_ERR_NOMEM, "optim_load: out of memory"); goto done; }
     backend *be = o->ps->be;
+    /* every rank reads the whole state and keeps its shard */
+    size_t lo = o->shard_lo, k = o->shard_hi - o->shard_lo;
     s = st_load_f32(f, "optimizer.m", host, (int64_t)n);
-    if (!s) be->to_device(be, o->m, host, n * sizeof(float));
+    if (!s && k) be->to_device(be, o->m, host + lo, k * sizeof(float));
     if (!s) s = st_load_f32(f, "optimizer.v", host, (int64_t)n);
-    if (!s) be->to_device(be, o->v, host, n * sizeof(float));
+    if (!s && k) be->to_device(be, o->v, host + lo, k * sizeof(float));
     free(host);
     if (!s) o->step = atoi(step);
 done:

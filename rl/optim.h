@@ -29,20 +29,31 @@ double optim_lr_at(const optim_config *cfg, int step, int total_steps);
 
 typedef struct optim optim;
 
-/* Allocates m and v mirroring ps (backend memory, zero). */
+/* Allocates m and v mirroring ps (backend memory, zero). With several ranks
+ * (core/comm.h) the state is sharded ZeRO-1 style: this rank keeps m and v for its
+ * contiguous shard of the parameter block only; optim_step then all-reduces the
+ * gradients, steps the shard and all-gathers the weights, so every rank holds the same
+ * updated parameters. One rank: exactly the unsharded update. */
 grpo_status optim_create(const optim_config *cfg, param_set *ps, optim **out);
 void optim_free(optim *o);
-/* One update with lr: clips the global gradient norm to max_grad_norm first and returns
+/* One update with lr (a collective with several ranks): clips the global gradient norm to max_grad_norm first and returns
  * the norm before clipping in *grad_norm (may be NULL). Norm and bias views (no_decay)
  * get no weight decay. A non-finite gradient norm skips the update and is reported as
  * GRPO_ERR_INVALID (the caller decides whether that is fatal). */
 grpo_status optim_step(optim *o, double lr, double *grad_norm);
 int optim_step_count(const optim *o);
+/* This rank's shard [*lo, *hi) of the parameter block (floats); returns the world size. */
+int optim_shard(const optim *o, size_t *lo, size_t *hi);
+/* Sums the gradients over the ranks in buckets (optim_step does this itself; exposed for
+ * tests and benchmarks). No-op with one rank. */
+grpo_status optim_allreduce_gradients(optim *o);
 /* Global L2 norm of all gradients. */
 double optim_grad_norm(const param_set *ps);
 
 /* The optimizer state (m, v, step) as safetensors tensors "optimizer.m", "optimizer.v"
- * plus metadata {"format": "grpo-adamw", "version": "1", "step": N}. */
+ * plus metadata {"format": "grpo-adamw", "version": "1", "step": N}. With several ranks
+ * optim_save is a collective (the shards are gathered) and rank 0 writes the file;
+ * optim_load reads the whole file on every rank and keeps the rank's shard. */
 grpo_status optim_save(const optim *o, const char *path);
 grpo_status optim_load(optim *o, const char *path);
 
