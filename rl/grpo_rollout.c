@@ -38,6 +38,11 @@ static grpo_status ensure_capacity(rollout_samples *s, int n, int Tc) {
 
 grpo_status grpo_rollout_generate(rollout_engine *e, const problem_set *ps, const int *problems, int n_prompts, int G,
                                   uint64_t seed, int Tc, rollout_samples *out) {
+    return grpo_rollout_generate_from(e, ps, problems, n_prompts, 0, G, seed, Tc, out);
+}
+
+grpo_status grpo_rollout_generate_from(rollout_engine *e, const problem_set *ps, const int *problems, int n_prompts,
+                                       int first_prompt, int G, uint64_t seed, int Tc, rollout_samples *out) {
     int n = n_prompts * G;
     GRPO_TRY(ensure_capacity(out, n, Tc));
     rollout_prompt *prompts = calloc((size_t)n_prompts, sizeof *prompts);
@@ -45,7 +50,8 @@ grpo_status grpo_rollout_generate(rollout_engine *e, const problem_set *ps, cons
     for (int k = 0; k < n_prompts; k++) {
         prompts[k].ids = ps->prompt_ids[problems[k]];
         prompts[k].n_ids = ps->prompt_lengths[problems[k]];
-        prompts[k].seed = ((uint64_t)rng_u32(seed, 1, (uint64_t)k) << 32) | rng_u32(seed, 2, (uint64_t)k);
+        uint64_t slot = (uint64_t)(first_prompt + k);
+        prompts[k].seed = ((uint64_t)rng_u32(seed, 1, slot) << 32) | rng_u32(seed, 2, slot);
     }
     rollout_output ro = {0};
     grpo_status s = rollout_generate(e, prompts, n_prompts, G, &ro);

@@ -29,6 +29,11 @@ typedef struct {
  * when large enough. */
 grpo_status grpo_rollout_generate(rollout_engine *e, const problem_set *ps, const int *problems, int n_prompts, int G,
                                   uint64_t seed, int Tc, rollout_samples *out);
+/* The same for prompts that sit at slots first_prompt.. of a larger generation batch (a
+ * rank's share under data parallelism): prompt k gets seed f(seed, first_prompt + k), so
+ * a sample does not depend on how the batch is split over ranks. */
+grpo_status grpo_rollout_generate_from(rollout_engine *e, const problem_set *ps, const int *problems, int n_prompts,
+                                       int first_prompt, int G, uint64_t seed, int Tc, rollout_samples *out);
 /* Scores every sample against its problem line. */
 grpo_status grpo_rollout_score(const reward_set *rewards, const problem_set *ps, const rollout_samples *gen,
                                reward_result *out);

@@ -14,6 +14,7 @@
 #include "core/rng.h"
 #include "model/deepseek_v3.h"
 #include "rl/checkpoint.h"
+#include "rl/data_parallel.h"
 #include "rl/grpo_rollout.h"
 
 /* RNG streams of the trainer (core/rng.h): prompt order per epoch, sampling seeds. */
@@ -495,11 +496,11 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
             /* a new generation batch (after a resume inside a batch, the same batch again:
              * checkpoints are only written at batch boundaries, so this is the first) */
             for (int k = 0; k < n_prompts; k++)
-                problems[k] = prompt_at(train, cfg->seed, generation * n_prompts + k, perm, &perm_epoch);
+                problems[k] = prompt_at(train, cfg->seed, dp_first_slot(generation, n_prompts) + k, perm, &perm_epoch);
             progress_set_phase(bar, "generate");
             t0 = progress_now();
-            s = grpo_rollout_generate(engine, train, problems, n_prompts, G,
-                                      rng_u32(cfg->seed, GRPO_SAMPLE_STREAM, (uint64_t)generation), Tc, &gen);
+            s = grpo_rollout_generate_from(engine, train, problems, n_prompts, dp_rank() * n_prompts, G,
+                                           rng_u32(cfg->seed, GRPO_SAMPLE_STREAM, (uint64_t)generation), Tc, &gen);
             if (s) break;
             t_gen = progress_now() - t0;
             for (int i = 0; i < n_samples; i++) gen_tokens += gen.lengths[i];
@@ -581,6 +582,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         lo.steps_per_generation = accum;
         lo.num_items_in_batch = (double)active;
         lo.num_processes = 1;
+        s = dp_grpo_loss_options(&lo, cfg->advantage.scale_rewards == ADVANTAGE_SCALE_BATCH);
         double loss = 0, kl = 0, ent = 0, clip_low = 0, clip_high = 0, clip_region = 0, gap = 0, gap_max = 0;
         long trained_tokens = 0;
         for (int m = 0; m < accum && !s; m++) {
@@ -617,7 +619,8 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         double grad_norm;
         s = optim_step(opt, lr, &grad_norm);
         if (s) break;
-        lm_update_router_bias(model, (float)cfg->bias_update_gamma);
+        s = dp_update_router_bias(model, (float)cfg->bias_update_gamma);
+        if (s) break;
         double t_train = progress_now() - t0;
         metric_add(&mt, "loss", loss);
         metric_add(&mt, "kl", cfg->loss.beta > 0 ? kl : NAN);
@@ -639,6 +642,8 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         metric_add(&mt, "time/training", t_train);
         metric_add(&mt, "tokens_per_second/training", t_train > 0 ? trained_tokens / t_train : NAN);
         int done_steps = step + 1;
+        s = dp_reduce_metrics(mt.n, mt.names, mt.values);
+        if (s) break;
         if (run->on_metrics) run->on_metrics(run->ctx, done_steps, mt.n, mt.names, mt.values);
         int logged = cfg->logging_steps > 0 && done_steps % cfg->logging_steps == 0;
         if (logged || done_steps == cfg->max_steps) put_expert_loads(model, run, done_steps);

@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "rl/checkpoint.h"
+#include "rl/data_parallel.h"
 
 /* The data-order stream: epoch e's permutation comes from stream SFT_ORDER_STREAM + e. */
 #define SFT_ORDER_STREAM 0x5f7000ull
@@ -305,7 +306,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
         param_set_zero_grad(model->params);
         /* Every micro-batch's loss is normalised by the response tokens of the whole
          * optimizer step, so accumulation gives the same gradient as one big batch. */
-        int64_t cursor = (int64_t)step * B * accum;
+        int64_t cursor = dp_first_slot(step, B * accum);   /* this rank's share of the step */
         int step_targets = 0;
         for (int k = 0; k < B * accum; k++) indices[k] = order_example(&order, cursor + k);
         for (int m = 0; m < accum; m++) {
@@ -313,6 +314,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
             sft_batch_fill(train, indices + m * B, B, T_max, run->pad_id, b.host_ids, b.host_targets, &n_targets);
             step_targets += n_targets;
         }
+        s = dp_sum_int(&step_targets);   /* the normaliser is the whole step's, over the ranks */
         double step_loss = 0, step_kd = 0;
         for (int m = 0; m < accum && !s; m++) {
             int n_targets, T = sft_batch_fill(train, indices + m * B, B, T_max, run->pad_id, b.host_ids,
@@ -350,6 +352,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
             s = lm_backward(model, logits);
             trained_tokens += (long long)n;
         }
+        if (!s) s = dp_sum_double(&step_loss, 1);
         if (s) break;
         step_loss = step_targets ? step_loss / step_targets : 0;
         double step_ce = step_loss;
