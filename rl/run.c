@@ -1,13 +1,13 @@
-/* The stage runner behind `grpo run` (rl/run.h). */
+/* The stage pipeline behind `grpo run` (rl/run.h): resolves each stage's input model,
+ * keeps stage outputs in RUN_DIR/models/STAGE, records stages in the run store and
+ * resumes at the first unfinished one. What each kind does is in run_stages.c. */
 #include "rl/run.h"
 
-#include <jansson.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -15,77 +15,113 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/progress.h"
-#include "core/store.h"
-#include "data/generate.h"
 #include "model/presets.h"
-#include "model/tokenizer.h"
-#include "data/template.h"
-#include "rl/checkpoint.h"
-#include "rl/grpo_train.h"
-#include "rl/problems.h"
+#include "rl/run_impl.h"
+
+/* Where a model comes from: the output of stage `stage` (>= 0), the run's model section
+ * (RUN_MODEL) or a preset / directory named by a stage key (NAMED). */
+enum { RUN_MODEL = -1, NAMED = -2 };
 
 typedef struct {
-    store *db;
-    int64_t run_id;
     int stage;
-} metrics_sink;
+    const char *name;   /* NAMED: a preset or directory */
+} model_source;
 
-static void put_metrics(void *ctx, int step, int n, const char *const *names, const double *values) {
-    metrics_sink *sink = ctx;
-    if (!sink->db) return;
-    if (store_put_metrics(sink->db, sink->run_id, sink->stage, step, n, names, values) != GRPO_OK)
-        log_warn("run store: %s", grpo_error_message());
+static int passes_model_through(const stage_section *st) {
+    return st->kind == STAGE_REJECTION || st->kind == STAGE_EVAL;
 }
 
-static void put_rollouts(void *ctx, int step, int n, const store_rollout *rows) {
-    metrics_sink *sink = ctx;
-    if (!sink->db || n <= 0) return;
-    store_rollout *own = malloc((size_t)n * sizeof *own);
-    if (!own) return;
-    for (int i = 0; i < n; i++) {
-        own[i] = rows[i];
-        own[i].run_id = sink->run_id;
-        own[i].stage = sink->stage;
-        own[i].step = step;
-    }
-    if (store_put_rollouts(sink->db, n, own) != GRPO_OK) log_warn("run store: %s", grpo_error_message());
-    free(own);
+/* What a stage key naming a model (`model:`, `student:`) refers to. */
+static model_source source_of_name(const run_config *c, const char *name);
+
+/* The model stage `index` leaves: its output, or for the kinds that do not train, the
+ * model it was given. */
+static model_source output_of(const run_config *c, int index) {
+    const stage_section *st = &c->stages[index];
+    if (!passes_model_through(st)) return (model_source){index, NULL};
+    if (st->model) return source_of_name(c, st->model);
+    return index == 0 ? (model_source){RUN_MODEL, NULL} : output_of(c, index - 1);
 }
 
-/* Writes a generated dataset to RUN_DIR/data/NAME.jsonl (or names the given file). */
-static grpo_status materialise_dataset(const run_config *c, const dataset_section *d, const char *run_dir, char *path,
-                                       size_t size) {
-    if (d->generate == DATA_FILE) {
-        snprintf(path, size, "%s", d->path);
-        return GRPO_OK;
-    }
+static model_source source_of_name(const run_config *c, const char *name) {
+    int j = run_config_find_stage(c, name);
+    return j >= 0 ? output_of(c, j) : (model_source){NAMED, name};
+}
+
+static model_source input_of(const run_config *c, int index) {
+    const stage_section *st = &c->stages[index];
+    if (st->model) return source_of_name(c, st->model);
+    return index == 0 ? (model_source){RUN_MODEL, NULL} : output_of(c, index - 1);
+}
+
+static void output_dir(const char *run_dir, const char *stage, char *dir, size_t size) {
+    snprintf(dir, size, "%s/models/%s", run_dir, stage);
+}
+
+/* Where the source lives, for the summary: "preset NAME" or a directory. */
+static void describe(const run_config *c, const char *run_dir, model_source m, char *buf, size_t size) {
+    const char *name = m.stage == RUN_MODEL ? (c->model.preset ? c->model.preset : c->model.path) : m.name;
+    if (m.stage >= 0) output_dir(run_dir, c->stages[m.stage].name, buf, size);
+    else if (preset_find(name, NULL)) snprintf(buf, size, "preset %s", name);
+    else snprintf(buf, size, "%s", name);
+}
+
+static grpo_status create_preset(const run_config *c, backend *be, const char *preset, lm **model) {
+    size_t len;
+    const char *json = preset_find(preset, &len);
+    if (!json) return grpo_fail(GRPO_ERR_NOTFOUND, "no preset named '%s'", preset);
+    char origin[128];
+    snprintf(origin, sizeof origin, "preset %s", preset);
+    uint64_t seed = (uint64_t)(c->model.init_seed >= 0 ? c->model.init_seed : c->run.seed);
+    return lm_create_random(be, json, len, origin, seed, model);
+}
+
+static grpo_status open_model(const run_ctx *r, model_source m, lm **model) {
+    const run_config *c = r->c;
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/data", run_dir);
-    GRPO_TRY(fs_mkdirs(dir));
-    snprintf(path, size, "%s/%s.jsonl", dir, d->name);
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return grpo_fail(GRPO_ERR_IO, "cannot create %s", tmp);
-    uint64_t seed = (uint64_t)(d->seed >= 0 ? d->seed : c->run.seed);
-    grpo_status s;
-    if (d->generate == DATA_ARITH) {
-        data_arith_options o = {.difficulty = d->difficulty, .ops = d->ops, .answer_noise = d->answer_noise};
-        s = data_write_arith(f, seed, d->offset, d->n, &o);
-    } else {
-        data_countdown_options o = {.count = d->count, .max_number = d->max_number, .max_target = d->max_target,
-                                    .use_all = d->use_all};
-        s = data_write_countdown(f, seed, d->offset, d->n, &o);
+    if (m.stage >= 0) {
+        output_dir(r->run_dir, c->stages[m.stage].name, dir, sizeof dir);
+        return lm_load_dir(r->be, dir, model);
     }
-    if (fclose(f) != 0 && !s) s = grpo_fail(GRPO_ERR_IO, "cannot write %s", tmp);
-    if (!s && rename(tmp, path) != 0) s = grpo_fail(GRPO_ERR_IO, "cannot rename %s", tmp);
+    if (m.stage == RUN_MODEL)
+        return c->model.path ? lm_load_dir(r->be, c->model.path, model) : create_preset(c, r->be, c->model.preset, model);
+    if (preset_find(m.name, NULL)) return create_preset(c, r->be, m.name, model);
+    return lm_load_dir(r->be, m.name, model);
+}
+
+/* Opens a model that will be trained: gradients allocated, vocabulary checked. */
+static grpo_status open_trainable(const run_ctx *r, model_source m, lm **model) {
+    GRPO_TRY(open_model(r, m, model));
+    grpo_status s = GRPO_OK;
+    if (tokenizer_vocab_size(r->tok) > (*model)->vocab_size)
+        s = grpo_fail(GRPO_ERR_INVALID, "the tokenizer has %d tokens but the model's vocab_size is %d",
+                      tokenizer_vocab_size(r->tok), (*model)->vocab_size);
+    if (!s) s = param_set_alloc_grad((*model)->params);
+    if (s) {
+        lm_free(*model);
+        *model = NULL;
+    }
     return s;
 }
 
-static const dataset_section *find_dataset(const run_config *c, const char *name) {
-    for (int i = 0; i < c->n_datasets; i++)
-        if (!strcmp(c->datasets[i].name, name)) return &c->datasets[i];
-    return NULL;
+/* Writes the stage's output model (with the run's tokenizer) to RUN_DIR/models/STAGE,
+ * through a temporary directory so a crash leaves the whole model or none. */
+static grpo_status save_output(const run_ctx *r, const char *stage, lm *model, char *dir, size_t size) {
+    char tmp[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
+    output_dir(r->run_dir, stage, dir, size);
+    snprintf(tmp, sizeof tmp, "%s/models/.%s.tmp", r->run_dir, stage);
+    if (fs_exists(tmp)) GRPO_TRY(fs_remove_tree(tmp));
+    GRPO_TRY(fs_mkdirs(tmp));
+    GRPO_TRY(lm_save(model, tmp));
+    const char *files[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(src, sizeof src, "%s/%s", r->tok_dir, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", tmp, files[i]);
+        if (fs_exists(src)) GRPO_TRY(fs_copy_file(src, dst));
+    }
+    if (fs_exists(dir)) GRPO_TRY(fs_remove_tree(dir));
+    if (rename(tmp, dir) != 0) return grpo_fail(GRPO_ERR_IO, "cannot rename %s to %s", tmp, dir);
+    return fs_sync_path(dir);
 }
 
 /* The tokenizer directory of the run: RUN_DIR/tokenizer, holding either the built-in
@@ -114,273 +150,150 @@ static grpo_status prepare_tokenizer(const run_config *c, const char *run_dir, c
     return tokenizer_load_dir(dir, tok);
 }
 
-static grpo_status create_model(const run_config *c, backend *be, lm **model) {
-    if (c->model.path) return lm_load_dir(be, c->model.path, model);
-    size_t len;
-    const char *json = preset_find(c->model.preset, &len);
-    char origin[128];
-    snprintf(origin, sizeof origin, "preset %s", c->model.preset);
-    uint64_t seed = (uint64_t)(c->model.init_seed >= 0 ? c->model.init_seed : c->run.seed);
-    return lm_create_random(be, json, len, origin, seed, model);
+static grpo_status check_model_dir(const cfg_node *stage, const char *key, const run_config *c, const char *name) {
+    if (!name || run_config_find_stage(c, name) >= 0 || preset_find(name, NULL)) return GRPO_OK;
+    char probe[PATH_MAX];
+    snprintf(probe, sizeof probe, "%s/config.json", name);
+    if (fs_exists(probe)) return GRPO_OK;
+    const cfg_node *node = cfg_get(stage, key);
+    return cfg_fail_at(node ? node : stage, GRPO_ERR_NOTFOUND,
+                       "expected an earlier stage's name, a preset or a model directory with config.json, found '%s'",
+                       name);
 }
 
-static void json_set_number(json_t *obj, const char *key, double v) {
-    if (isfinite(v)) json_object_set_new(obj, key, json_real(v));
-}
-
-static json_t *eval_json(const run_eval *e) {
-    json_t *o = json_object();
-    json_set_number(o, "loss", e->loss);
-    json_set_number(o, "exact_match", e->exact_match);
-    json_set_number(o, "pass@1", e->pass_at_1);
-    json_set_number(o, "pass@k", e->pass_at_k);
-    json_set_number(o, "maj@k", e->maj_at_k);
-    json_set_number(o, "mean_length", e->mean_length);
-    if (isfinite(e->pass_at_1)) json_object_set_new(o, "k", json_integer(e->k));
-    return o;
-}
-
-static grpo_status write_summary(const run_summary *sum) {
-    json_t *stages = json_array();
-    for (int i = 0; i < sum->n_stages; i++) {
-        const run_stage_summary *st = &sum->stages[i];
-        json_t *o = json_pack("{s:s, s:s, s:i, s:f, s:o, s:o}", "name", st->name, "kind", st->kind, "steps", st->steps,
-                              "wall_seconds", st->seconds, "eval_before", eval_json(&st->before), "eval",
-                              eval_json(&st->after));
-        json_set_number(o, "train_loss", st->train_loss);
-        json_set_number(o, "reward_mean", st->reward_mean);
-        json_set_number(o, "tokens_per_second", st->tokens_per_second);
-        json_array_append_new(stages, o);
+grpo_status run_check_paths(const run_config *c) {
+    const cfg_node *root = cfg_root(c->doc);
+    char key[64];
+    for (int i = 0; i < c->n_datasets; i++) {
+        const dataset_section *d = &c->datasets[i];
+        snprintf(key, sizeof key, "datasets[%d].path", i);
+        if (d->generate == DATA_FILE && d->path && !fs_exists(d->path))
+            return cfg_fail_at(cfg_get(root, key), GRPO_ERR_NOTFOUND, "no file %s", d->path);
     }
-    json_t *root = json_pack("{s:s, s:o}", "run_dir", sum->run_dir, "stages", stages);
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/summary.json", sum->run_dir);
-    grpo_status s = text ? fs_write_atomic(path, text, strlen(text)) : grpo_fail(GRPO_ERR_NOMEM, "out of memory");
-    free(text);
-    return s;
-}
-
-/* "a -> b" with each side formatted (or "-" when NAN). */
-static void before_after(char *buf, size_t size, const char *label, double a, double b, int percent) {
-    char x[32], y[32];
-    if (isfinite(a)) snprintf(x, sizeof x, percent ? "%.1f%%" : "%.4f", percent ? 100 * a : a);
-    else snprintf(x, sizeof x, "-");
-    if (isfinite(b)) snprintf(y, sizeof y, percent ? "%.1f%%" : "%.4f", percent ? 100 * b : b);
-    else snprintf(y, sizeof y, "-");
-    snprintf(buf, size, "%s %s -> %s", label, x, y);
-}
-
-void run_summary_print(const run_summary *s, FILE *out) {
-    fprintf(out, "\n%-16s %-5s %6s %8s  %s\n", "stage", "kind", "steps", "seconds", "held-out evaluation (before -> after)");
-    for (int i = 0; i < s->n_stages; i++) {
-        const run_stage_summary *st = &s->stages[i];
-        char a[96], b[96], c[96];
-        if (!strcmp(st->kind, "grpo")) {
-            before_after(a, sizeof a, "pass@1", st->before.pass_at_1, st->after.pass_at_1, 1);
-            char label[32];
-            snprintf(label, sizeof label, "maj@%d", st->after.k ? st->after.k : st->before.k);
-            before_after(b, sizeof b, label, st->before.maj_at_k, st->after.maj_at_k, 1);
-            before_after(c, sizeof c, "length", st->before.mean_length, st->after.mean_length, 0);
-        } else {
-            before_after(a, sizeof a, "loss", st->before.loss, st->after.loss, 0);
-            before_after(b, sizeof b, "exact", st->before.exact_match, st->after.exact_match, 1);
-            c[0] = 0;
-        }
-        fprintf(out, "%-16s %-5s %6d %8.1f  %s, %s%s%s\n", st->name, st->kind, st->steps, st->seconds, a, b,
-                c[0] ? ", " : "", c);
+    if (c->model.path) {
+        char probe[PATH_MAX];
+        snprintf(probe, sizeof probe, "%s/config.json", c->model.path);
+        if (!fs_exists(probe))
+            return cfg_fail_at(cfg_get(root, "model.path"), GRPO_ERR_NOTFOUND,
+                               "expected a model directory with config.json, found '%s'", c->model.path);
     }
-    fprintf(out, "summary: %s/summary.json\n", s->run_dir);
+    for (int i = 0; i < c->n_stages; i++) {
+        snprintf(key, sizeof key, "stages[%d]", i);
+        const cfg_node *stage = cfg_get(root, key);
+        GRPO_TRY(check_model_dir(stage, "model", c, c->stages[i].model));
+        GRPO_TRY(check_model_dir(stage, "student", c, c->stages[i].student));
+    }
+    return GRPO_OK;
 }
 
-/* Which stage to start at: the stage of the newest checkpoint, when resuming. */
-static int first_stage(const run_config *c, const char *run_dir) {
-    char dir[PATH_MAX];
-    trainer_state ts;
-    if (!c->run.resume || checkpoint_latest(run_dir, dir, sizeof dir) != GRPO_OK ||
-        checkpoint_read_state(dir, &ts) != GRPO_OK) {
+/* Stages of an earlier invocation: done[i] = 1 when stage i finished with the name the
+ * config gives it now, its summary read back into sum->stages[i]. */
+typedef struct {
+    const run_config *c;
+    run_summary *sum;
+    int done[RUN_MAX_STAGES];
+} finished_stages;
+
+static int note_stage(void *ctx, const store_stage *st) {
+    finished_stages *f = ctx;
+    if (st->idx < 0 || st->idx >= f->c->n_stages || isnan(st->finished_at) || !st->summary_json ||
+        strcmp(st->name, f->c->stages[st->idx].name) != 0)
+        return 0;
+    if (run_stage_summary_from_json(st->summary_json, &f->sum->stages[st->idx]) != GRPO_OK) {
+        log_warn("run store: stage %s: %s (it runs again)", st->name, grpo_error_message());
         grpo_error_clear();
         return 0;
     }
-    return ts.stage_index < c->n_stages ? ts.stage_index : c->n_stages;
+    f->done[st->idx] = 1;
+    return 0;
 }
 
-/* Steps of the stages before `index`: checkpoints are named by the run-wide step. */
-static int steps_before(const run_config *c, int index) {
-    int n = 0;
-    for (int i = 0; i < index; i++) n += c->stages[i].max_steps;
-    return n;
+/* The first stage to run: the first one not finished in an earlier invocation. */
+static grpo_status first_unfinished(const run_ctx *r, run_summary *sum, int *start) {
+    finished_stages f = {.c = r->c, .sum = sum};
+    *start = 0;
+    if (!r->c->run.resume) return GRPO_OK;
+    GRPO_TRY(store_get_stages(r->db, r->run_id, note_stage, &f));
+    while (*start < r->c->n_stages && f.done[*start]) (*start)++;
+    return GRPO_OK;
 }
 
-static int32_t pad_id_of(const tokenizer *tok) {
-    int32_t pad = tokenizer_pad_id(tok) >= 0 ? tokenizer_pad_id(tok) : tokenizer_eos_id(tok);
-    return pad < 0 ? 0 : pad;
+/* The model the pipeline holds between stages: the output of `source`. */
+typedef struct {
+    lm *model;
+    model_source source;
+} held_model;
+
+static int same_source(model_source a, model_source b) {
+    return a.stage == b.stage && a.stage != NAMED;
 }
 
-/* 1 when the newest checkpoint of the run is inside stage `index` (so it resumes there). */
-static int resuming_inside(const run_config *c, const char *run_dir, int index) {
-    char ckpt[PATH_MAX];
-    trainer_state ts;
-    int inside = c->run.resume && checkpoint_latest(run_dir, ckpt, sizeof ckpt) == GRPO_OK &&
-                 checkpoint_read_state(ckpt, &ts) == GRPO_OK && ts.stage_index == index;
-    grpo_error_clear();
-    return inside;
-}
-
-static grpo_status run_stage_sft(const run_config *c, const stage_section *st, int index, lm *model,
-                                 const tokenizer *tok, const char *run_dir, const char *tok_dir, metrics_sink *sink,
-                                 run_stage_summary *out) {
-    char train_path[PATH_MAX], eval_path[PATH_MAX];
-    GRPO_TRY(materialise_dataset(c, find_dataset(c, st->train_dataset), run_dir, train_path, sizeof train_path));
-    if (st->eval_dataset)
-        GRPO_TRY(materialise_dataset(c, find_dataset(c, st->eval_dataset), run_dir, eval_path, sizeof eval_path));
-    sft_dataset *train = NULL, *eval = NULL;
-    const char *tmpl = st->prompt_template ? st->prompt_template : "{prompt}";
-    grpo_status s = sft_dataset_load(train_path, tok, tmpl, st->max_length, &train);
-    if (!s && st->eval_dataset) s = sft_dataset_load(eval_path, tok, tmpl, st->max_length, &eval);
-    if (s) {
-        sft_dataset_free(train);
-        return s;
+static grpo_status run_one(run_ctx *r, int i, held_model *held, run_stage_summary *out) {
+    const run_config *c = r->c;
+    const stage_section *st = &c->stages[i];
+    model_source in = input_of(c, i);
+    describe(c, r->run_dir, in, out->model, sizeof out->model);
+    if (!held->model || !same_source(held->source, in)) {
+        lm_free(held->model);
+        held->model = NULL;
+        GRPO_TRY(open_trainable(r, in, &held->model));
+        held->source = in;
+        log_info("stage %s: model %s (%s, %.2fM parameters)", st->name, out->model, held->model->model_type,
+                 (double)held->model->num_parameters / 1e6);
     }
-    if (!st->completion_only_loss) {
-        /* pretraining: every token after the first is a target */
-        for (int i = 0; i < train->count; i++) train->prompt_lengths[i] = 0;
-        for (int i = 0; eval && i < eval->count; i++) eval->prompt_lengths[i] = 0;
+    lm *model = held->model;
+    grpo_status s = GRPO_OK;
+    switch (st->kind) {
+    case STAGE_SFT:
+    case STAGE_PRETRAIN: s = run_stage_sft(r, i, model, out); break;
+    case STAGE_GRPO: s = run_stage_grpo(r, i, model, out); break;
+    case STAGE_REJECTION: s = run_stage_rejection(r, i, model, out); break;
+    case STAGE_EVAL:
+        s = run_evaluate(r, st, st->eval_dataset, model, &out->after);
+        out->heldout = out->after;
+        break;
+    case STAGE_DISTILL: {
+        model_source ss = source_of_name(c, st->student);
+        describe(c, r->run_dir, ss, out->student, sizeof out->student);
+        lm *student = NULL;
+        tokenizer *student_tok = NULL;
+        char tok_probe[PATH_MAX];
+        /* a student directory with its own tokenizer trains with it */
+        snprintf(tok_probe, sizeof tok_probe, "%s/tokenizer.json", ss.stage == NAMED ? ss.name : "");
+        if (ss.stage == NAMED && fs_exists(tok_probe)) s = tokenizer_load_dir(ss.name, &student_tok);
+        if (!s) s = open_trainable(r, ss, &student);
+        if (!s) s = run_stage_distill(r, i, model, student, student_tok, student_tok ? ss.name : NULL, out);
+        if (!s && st->heldout_dataset) s = run_evaluate(r, st, st->heldout_dataset, model, &out->heldout_teacher);
+        tokenizer_free(student_tok);
+        /* the pipeline holds the student from here on */
+        lm_free(held->model);
+        held->model = student;
+        held->source = (model_source){i, NULL};
+        model = student;
+        break;
     }
-    if (train->truncated)
-        log_warn("stage %s: %d of %d training examples were cut to max_length %d", st->name, train->truncated,
-                 train->count, st->max_length);
-    sft_config cfg = run_config_sft(c, st);
-    int32_t pad = pad_id_of(tok);
-    sft_run run = {.run_dir = run_dir, .tokenizer_dir = tok_dir, .stage_name = st->name, .stage_index = index,
-                   .step_offset = steps_before(c, index), .resume = c->run.resume, .pad_id = pad, .on_metrics = put_metrics, .ctx = sink};
-    if (eval && !resuming_inside(c, run_dir, index)) {
-        GRPO_TRY(lm_reserve(model, cfg.eval_batch_size, cfg.max_length));
-        s = sft_evaluate(model, eval, cfg.eval_batch_size, cfg.max_length, pad, &out->before.loss,
-                         &out->before.exact_match);
-        if (!s) log_info("stage %s: before training: eval loss %.4f, exact match %.1f%%", st->name,
-                         out->before.loss, 100 * out->before.exact_match);
+    default: GRPO_ASSERT(!"unknown stage kind");
     }
-    sft_result r;
-    if (!s) s = sft_train(&cfg, model, train, eval, &run, &r);
-    if (!s) {
-        out->steps = r.steps;
-        out->after.loss = r.eval_loss;
-        out->after.exact_match = r.eval_exact_match;
-        out->train_loss = r.train_loss;
-        out->tokens_per_second = r.tokens_per_second;
+    if (s) return s;
+    if (!passes_model_through(st)) {
+        held->source = (model_source){i, NULL};
+        GRPO_TRY(save_output(r, st->name, model, out->output, sizeof out->output));
     }
-    sft_dataset_free(train);
-    sft_dataset_free(eval);
-    return s;
-}
-
-static grpo_config run_config_grpo(const run_config *c, const stage_section *st) {
-    grpo_config g = grpo_config_default();
-    sft_config common = run_config_sft(c, st);
-    g.max_steps = st->max_steps;
-    g.per_device_train_batch_size = st->per_device_train_batch_size;
-    g.gradient_accumulation_steps = st->gradient_accumulation_steps;
-    g.num_generations = st->num_generations;
-    g.num_iterations = st->num_iterations;
-    g.max_completion_length = st->max_completion_length;
-    g.sampling.temperature = (float)st->temperature;
-    g.sampling.top_p = (float)st->top_p;
-    g.sampling.top_k = st->top_k;
-    g.sampling.min_p = (float)st->min_p;
-    g.eval_sampling = g.sampling;
-    g.eval_sampling.temperature = (float)st->eval_temperature;
-    g.loss.loss_type = (grpo_loss_type)st->loss_type;
-    g.loss.beta = st->beta;
-    g.loss.epsilon = st->epsilon;
-    g.loss.epsilon_high = st->epsilon_high;
-    g.loss.entropy_coef = st->entropy_coef;
-    g.advantage.scale_rewards = (advantage_scale)st->scale_rewards;
-    g.mask_truncated_completions = st->mask_truncated_completions;
-    g.dynamic_sampling = st->dynamic_sampling;
-    g.bias_update_gamma = st->bias_update_gamma;
-    g.logging_steps = st->logging_steps;
-    g.log_rollouts_per_step = st->log_rollouts_per_step;
-    g.eval_steps = st->eval_steps;
-    g.save_steps = st->save_steps;
-    g.save_total_limit = st->save_total_limit;
-    g.eval_num_generations = st->eval_num_generations;
-    g.eval_max_problems = st->eval_max_problems;
-    g.optim = common.optim;
-    g.seed = common.seed;
-    return g;
-}
-
-/* The frozen reference for KL: the policy as the stage starts, saved once to
- * RUN_DIR/ref-STAGE (so a resumed run compares against the same weights). */
-static grpo_status load_reference(const char *run_dir, const stage_section *st, lm *model, backend *be, lm **ref) {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/ref-%s", run_dir, st->name);
-    char config[PATH_MAX];
-    snprintf(config, sizeof config, "%s/config.json", dir);
-    if (!fs_exists(config)) {
-        GRPO_TRY(fs_mkdirs(dir));
-        GRPO_TRY(lm_save(model, dir));
+    if (st->heldout_dataset && st->kind != STAGE_EVAL && st->kind != STAGE_DISTILL) {
+        if (st->kind == STAGE_GRPO && st->eval_dataset && !strcmp(st->eval_dataset, st->heldout_dataset))
+            out->heldout = out->after;   /* the same evaluation, already done by the trainer */
+        else
+            GRPO_TRY(run_evaluate(r, st, st->heldout_dataset, model, &out->heldout));
+        log_info("stage %s: held-out pass@1 %.1f%%, pass@%d %.1f%%, mean length %.1f", st->name,
+                 100 * out->heldout.pass_at_1, out->heldout.k, 100 * out->heldout.pass_at_k, out->heldout.mean_length);
     }
-    return lm_load_dir(be, dir, ref);
-}
-
-static grpo_status run_stage_grpo(const run_config *c, const stage_section *st, int index, lm *model,
-                                  const tokenizer *tok, const char *run_dir, const char *tok_dir, metrics_sink *sink,
-                                  run_stage_summary *out) {
-    char train_path[PATH_MAX], eval_path[PATH_MAX];
-    GRPO_TRY(materialise_dataset(c, find_dataset(c, st->train_dataset), run_dir, train_path, sizeof train_path));
-    if (st->eval_dataset)
-        GRPO_TRY(materialise_dataset(c, find_dataset(c, st->eval_dataset), run_dir, eval_path, sizeof eval_path));
-    const char *tmpl = st->prompt_template ? st->prompt_template : template_r1_zero;
-    problem_set *train = NULL, *eval = NULL;
-    reward_set *rewards = NULL;
-    lm *ref = NULL;
-    grpo_status s = problem_set_load(train_path, tok, tmpl, st->max_prompt_length, &train);
-    if (!s && st->eval_dataset) s = problem_set_load(eval_path, tok, tmpl, st->max_prompt_length, &eval);
-    if (!s) s = reward_set_create(st->rewards, st->n_rewards, &rewards);
-    if (!s && st->beta > 0) s = load_reference(run_dir, st, model, model->be, &ref);
-    grpo_config cfg = run_config_grpo(c, st);
-    train_run run = {.run_dir = run_dir, .tokenizer_dir = tok_dir, .stage_name = st->name, .stage_index = index,
-                     .step_offset = steps_before(c, index), .resume = c->run.resume, .pad_id = pad_id_of(tok), .on_metrics = put_metrics, .ctx = sink,
-                     .on_rollouts = put_rollouts};
-    if (!s && eval && !resuming_inside(c, run_dir, index)) {
-        eval_summary es;
-        s = grpo_evaluate(&cfg, model, tok, eval, rewards, &es);
-        if (!s) {
-            out->before.pass_at_1 = es.pass_at_1;
-            out->before.pass_at_k = es.pass_at_k;
-            out->before.maj_at_k = es.maj_at_k;
-            out->before.mean_length = es.mean_length;
-            out->before.k = es.k;
-            log_info("stage %s: before training: held-out pass@1 %.1f%%, maj@%d %.1f%%, mean length %.1f", st->name,
-                     100 * es.pass_at_1, es.k, 100 * es.maj_at_k, es.mean_length);
-        }
-    }
-    grpo_result r;
-    if (!s) s = grpo_train(&cfg, model, ref, tok, train, eval, rewards, &run, &r);
-    if (!s) {
-        out->steps = r.steps;
-        out->reward_mean = r.reward_mean;
-        if (eval) {
-            out->after.pass_at_1 = r.eval.pass_at_1;
-            out->after.pass_at_k = r.eval.pass_at_k;
-            out->after.maj_at_k = r.eval.maj_at_k;
-            out->after.mean_length = r.eval.mean_length;
-            out->after.k = r.eval.k;
-        }
-    }
-    lm_free(ref);
-    reward_set_free(rewards);
-    problem_set_free(train);
-    problem_set_free(eval);
-    return s;
+    return GRPO_OK;
 }
 
 grpo_status run_execute(const run_config *c, run_summary *summary) {
     memset(summary, 0, sizeof *summary);
     if (c->n_stages > RUN_MAX_STAGES) return grpo_fail(GRPO_ERR_INVALID, "at most %d stages", RUN_MAX_STAGES);
+    GRPO_TRY(run_check_paths(c));
 #ifdef _OPENMP
     if (c->run.threads > 0) omp_set_num_threads(c->run.threads);
 #endif
@@ -394,59 +307,58 @@ grpo_status run_execute(const run_config *c, run_summary *summary) {
     backend *be = c->run.backend == 1 ? backend_cuda_create(0) : backend_cpu_create();
     if (!be) return GRPO_ERR_UNSUPPORTED;
     tokenizer *tok = NULL;
-    lm *model = NULL;
-    metrics_sink sink = {0};
+    run_ctx r = {.c = c, .run_dir = run_dir, .tok_dir = tok_dir, .be = be};
     snprintf(db_path, sizeof db_path, "%s/run.db", run_dir);
-    grpo_status s = store_open(db_path, &sink.db);
+    grpo_status s = store_open(db_path, &r.db);
     char *config_text = NULL;
     if (!s) s = cfg_dump(cfg_root(c->doc), &config_text);
     if (!s) {
         /* A resumed run keeps its row (and metrics); a new one gets its own. */
-        if (store_find_run(sink.db, c->run.name, &sink.run_id) != GRPO_OK) {
+        if (store_find_run(r.db, c->run.name, &r.run_id) != GRPO_OK) {
             grpo_error_clear();
-            s = store_begin_run(sink.db, c->run.name, config_text, &sink.run_id);
+            s = store_begin_run(r.db, c->run.name, config_text, &r.run_id);
         }
-        grpo_set_abort_hook(store_abort_hook, sink.db);
+        grpo_set_abort_hook(store_abort_hook, r.db);
     }
     free(config_text);
     if (!s) s = prepare_tokenizer(c, run_dir, tok_dir, sizeof tok_dir, &tok);
-    if (!s) s = create_model(c, be, &model);
-    if (!s && tokenizer_vocab_size(tok) > model->vocab_size)
-        s = grpo_fail(GRPO_ERR_INVALID, "the tokenizer has %d tokens but the model's vocab_size is %d",
-                      tokenizer_vocab_size(tok), model->vocab_size);
-    if (!s) s = param_set_alloc_grad(model->params);
-    if (!s)
-        log_info("run %s: model %s, %.2fM parameters, backend %s", run_dir, model->model_type,
-                 (double)model->num_parameters / 1e6, be->name);
-    int start = s ? 0 : first_stage(c, run_dir);
-    for (int i = 0; i < c->n_stages && !s; i++) {
+    r.tok = tok;
+    for (int i = 0; i < c->n_stages; i++) {
+        run_stage_summary_clear(&summary->stages[i]);
+        snprintf(summary->stages[i].name, sizeof summary->stages[i].name, "%s", c->stages[i].name);
+        snprintf(summary->stages[i].kind, sizeof summary->stages[i].kind, "%s", stage_kind_names[c->stages[i].kind]);
+    }
+    summary->n_stages = c->n_stages;
+    int start = 0;
+    if (!s) s = first_unfinished(&r, summary, &start);
+    if (!s && start > 0)
+        log_info("run %s: stages 0..%d finished in an earlier invocation (see run.db); resuming at stage %s", run_dir,
+                 start - 1, start < c->n_stages ? c->stages[start].name : "(none: all done)");
+    held_model held = {NULL, {NAMED, NULL}};
+    for (int i = start; i < c->n_stages && !s; i++) {
         const stage_section *st = &c->stages[i];
         run_stage_summary *out = &summary->stages[i];
-        snprintf(out->name, sizeof out->name, "%s", st->name);
-        snprintf(out->kind, sizeof out->kind, "%s", stage_kind_names[st->kind]);
-        run_eval none = {NAN, NAN, NAN, NAN, NAN, NAN, 0};
-        out->before = out->after = none;
-        out->train_loss = out->tokens_per_second = out->reward_mean = NAN;
-        summary->n_stages = i + 1;
-        if (i < start) {
-            log_info("stage %s: done in an earlier invocation (see run.db)", st->name);
-            continue;
-        }
-        sink.stage = i;
+        r.stage = i;
         double t0 = progress_now();
-        s = store_begin_stage(sink.db, sink.run_id, i, st->name, stage_kind_names[st->kind]);
-        if (!s && st->kind == STAGE_GRPO) s = run_stage_grpo(c, st, i, model, tok, run_dir, tok_dir, &sink, out);
-        else if (!s) s = run_stage_sft(c, st, i, model, tok, run_dir, tok_dir, &sink, out);
+        s = store_begin_stage(r.db, r.run_id, i, st->name, stage_kind_names[st->kind]);
+        if (!s) s = run_one(&r, i, &held, out);
         out->seconds = progress_now() - t0;
-        if (!s) s = store_end_stage(sink.db, sink.run_id, i, out->steps, NULL);
+        if (!s) {
+            json_t *o = run_stage_summary_to_json(out);
+            char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            json_decref(o);
+            s = text ? store_end_stage(r.db, r.run_id, i, out->steps, text)
+                     : grpo_fail(GRPO_ERR_NOMEM, "out of memory");
+            free(text);
+        }
     }
-    if (!s) s = write_summary(summary);
-    if (sink.db) {
-        store_set_run_status(sink.db, sink.run_id, s ? "failed" : "finished");
+    if (!s) s = run_summary_write(summary);
+    if (r.db) {
+        store_set_run_status(r.db, r.run_id, s ? "failed" : "finished");
         grpo_set_abort_hook(NULL, NULL);
-        store_close(sink.db);
+        store_close(r.db);
     }
-    lm_free(model);
+    lm_free(held.model);
     tokenizer_free(tok);
     backend_free(be);
     return s;

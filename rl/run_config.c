@@ -11,9 +11,10 @@
 #include "rl/grpo_train.h"
 #include "rl/optim.h"
 
-const char *const stage_kind_names[] = {"sft", "grpo", NULL};
+const char *const stage_kind_names[] = {"sft", "grpo", "pretrain", "rejection", "distill", "eval", NULL};
 static const char *const backend_names[] = {"cpu", "cuda", NULL};
 static const char *const source_names[] = {"file", "arith", "countdown", NULL};
+static const char *const split_names[] = {"all", "train", "held_out", NULL};   /* DATA_SPLIT_* */
 
 static const cfg_field run_schema[] = {
     CFG_FIELD_STRING(run_section, name, "name", "run name: the run directory is OUTPUT_DIR/NAME", .required = 1),
@@ -37,12 +38,15 @@ static const cfg_field dataset_schema[] = {
     CFG_FIELD_STRING(dataset_section, name, "name", "name the stages use", .required = 1),
     CFG_FIELD_ENUM(dataset_section, generate, "generate", source_names, "file, arith or countdown"),
     CFG_FIELD_STRING(dataset_section, path, "path", "JSONL file (generate: file)"),
+    CFG_FIELD_STRING(dataset_section, from_stage, "from_stage", "the JSONL an earlier rejection/distill stage writes"),
     CFG_FIELD_INT(dataset_section, n, "n", 1, 1e8, "problems to generate"),
     CFG_FIELD_INT64(dataset_section, seed, "seed", -1, 9.2e18, "generator seed (-1: run seed)"),
     CFG_FIELD_INT64(dataset_section, offset, "offset", 0, 4.6e18, "first problem index"),
     CFG_FIELD_INT(dataset_section, difficulty, "difficulty", 1, 5, "arith: digits per operand"),
     CFG_FIELD_STRING(dataset_section, ops, "ops", "arith: a subset of +-*"),
     CFG_FIELD_FLOAT(dataset_section, answer_noise, "answer_noise", 0, 1, "arith: share of wrong final answers"),
+    CFG_FIELD_ENUM(dataset_section, split, "split", split_names,
+                   "arith: all, train or held_out problems (content splits never share a problem)"),
     CFG_FIELD_INT(dataset_section, count, "count", 2, 8, "countdown: numbers per problem"),
     CFG_FIELD_INT(dataset_section, max_number, "max_number", 1, 1e6, "countdown: largest number"),
     CFG_FIELD_INT(dataset_section, max_target, "max_target", 1, 1e9, "countdown: largest target"),
@@ -53,7 +57,12 @@ static const cfg_field dataset_schema[] = {
 static const cfg_field stage_schema[] = {
     CFG_FIELD_STRING(stage_section, name, "name", "stage name", .required = 1),
     CFG_FIELD_ENUM(stage_section, kind, "kind", stage_kind_names, "what the stage does", .required = 1),
-    CFG_FIELD_STRING(stage_section, train_dataset, "train_dataset", "dataset name", .required = 1),
+    CFG_FIELD_STRING(stage_section, model, "model", "input model: earlier stage, preset or directory "
+                     "(default: the previous stage's output)"),
+    CFG_FIELD_STRING(stage_section, student, "student", "distill: the student (earlier stage, preset or directory)"),
+    CFG_FIELD_STRING(stage_section, heldout_dataset, "heldout_dataset",
+                     "problems sampled on the stage's output model for the summary table"),
+    CFG_FIELD_STRING(stage_section, train_dataset, "train_dataset", "dataset name (prompts for rejection/distill)"),
     CFG_FIELD_STRING(stage_section, eval_dataset, "eval_dataset", "held-out dataset name"),
     CFG_FIELD_STRING(stage_section, prompt_template, "prompt_template", "template with {prompt} and other fields"),
     CFG_FIELD_INT(stage_section, max_steps, "max_steps", 1, 1e9, "optimizer steps"),
@@ -103,6 +112,15 @@ static const cfg_field stage_schema[] = {
                   "grpo: samples per held-out problem"),
     CFG_FIELD_FLOAT(stage_section, eval_temperature, "eval_temperature", 0, 100, "grpo: held-out sampling temperature"),
     CFG_FIELD_INT(stage_section, eval_max_problems, "eval_max_problems", 0, 1e9, "held-out problems used (0: all)"),
+    CFG_FIELD_INT(stage_section, num_samples, "num_samples", 1, 4096, "rejection/distill: samples per prompt"),
+    CFG_FIELD_BOOL(stage_section, filter, "filter", "rejection/distill: keep only verified, well-formatted samples"),
+    CFG_FIELD_INT(stage_section, max_per_prompt, "max_per_prompt", 0, 4096, "rejection/distill: kept per prompt (0: all)"),
+    CFG_FIELD_INT(stage_section, max_prompts, "max_prompts", 0, 1e9, "rejection/distill: prompts sampled (0: all)"),
+    CFG_FIELD_STRING(stage_section, mix_dataset, "mix_dataset", "rejection/distill: SFT JSONL dataset mixed in"),
+    CFG_FIELD_FLOAT(stage_section, mix_ratio, "mix_ratio", 0, 1e6, "rejection/distill: mixed lines per kept line"),
+    CFG_FIELD_FLOAT(stage_section, kd_alpha, "kd_alpha", 0, 1, "distill: weight of logit KD (0: samples only)"),
+    CFG_FIELD_FLOAT(stage_section, kd_temperature, "kd_temperature", 1e-6, 1e6, "distill: KD softening temperature"),
+    CFG_FIELD_INT(stage_section, kd_top_k, "kd_top_k", 0, 1e9, "distill: teacher logits kept per token (0: all)"),
     CFG_END,
 };
 
@@ -133,7 +151,7 @@ static stage_section stage_defaults_value(void) {
     s.warmup_steps = d.optim.warmup_steps;
     s.min_lr_ratio = d.optim.min_lr_ratio;
     s.seed = -1;
-    s.completion_only_loss = 1;
+    s.completion_only_loss = -1;
     s.num_generations = 8;
     s.max_prompt_length = 512;
     s.max_completion_length = 256;
@@ -151,16 +169,23 @@ static stage_section stage_defaults_value(void) {
     s.bias_update_gamma = 0.001;
     s.eval_num_generations = 4;
     s.eval_temperature = 1.0;
+    s.num_samples = 4;
+    s.filter = 1;
+    s.max_per_prompt = 1;
+    s.kd_temperature = 1.0;
     return s;
 }
 
 static stage_section stage_defaults;
+/* stage_schema without required keys: the `defaults:` mapping */
+static cfg_field defaults_schema[sizeof stage_schema / sizeof stage_schema[0]];
 
 static const cfg_field root_schema[] = {
     CFG_FIELD_SECTION(run_config, run, "run", run_schema, "the run", .required = 1),
     CFG_FIELD_SECTION(run_config, model, "model", model_schema, "the model", .required = 1),
     CFG_FIELD_LIST(run_config, datasets, n_datasets, "datasets", dataset_section, dataset_schema, &dataset_defaults, 256,
                    "datasets"),
+    CFG_FIELD_ANY(run_config, defaults, "defaults", "stage keys every stage starts from"),
     CFG_FIELD_LIST(run_config, stages, n_stages, "stages", stage_section, stage_schema, &stage_defaults, 64, "stages",
                    .required = 1),
     CFG_END,
@@ -172,10 +197,105 @@ void run_config_free(run_config *c) {
     free(c);
 }
 
-static const dataset_section *find_dataset(const run_config *c, const char *name) {
+const dataset_section *run_config_find_dataset(const run_config *c, const char *name) {
     for (int i = 0; i < c->n_datasets; i++)
         if (!strcmp(c->datasets[i].name, name)) return &c->datasets[i];
     return NULL;
+}
+
+int run_config_find_stage(const run_config *c, const char *name) {
+    for (int i = 0; i < c->n_stages; i++)
+        if (!strcmp(c->stages[i].name, name)) return i;
+    return -1;
+}
+
+int run_config_stage_trains(const stage_section *st) {
+    return st->kind == STAGE_SFT || st->kind == STAGE_PRETRAIN || st->kind == STAGE_GRPO || st->kind == STAGE_DISTILL;
+}
+
+/* The node of a stage key, or the stage itself when the key came from `defaults:`. */
+static const cfg_node *stage_key_node(const cfg_node *stage, const char *key) {
+    const cfg_node *n = cfg_get(stage, key);
+    return n ? n : stage;
+}
+
+/* A stage's reference to a dataset: it exists and, when it is an earlier stage's output,
+ * that stage runs before this one. */
+static grpo_status check_dataset_ref(const run_config *c, int index, const cfg_node *stage, const char *key,
+                                     const char *name) {
+    if (!name) return GRPO_OK;
+    const dataset_section *d = run_config_find_dataset(c, name);
+    if (!d) return cfg_fail_at(stage_key_node(stage, key), GRPO_ERR_INVALID, "no dataset named '%s' in datasets", name);
+    if (d->from_stage && run_config_find_stage(c, d->from_stage) >= index)
+        return cfg_fail_at(stage_key_node(stage, key), GRPO_ERR_INVALID,
+                           "dataset '%s' is the output of stage '%s', which does not run before stage '%s'", name,
+                           d->from_stage, c->stages[index].name);
+    return GRPO_OK;
+}
+
+/* A stage's `model:` or `student:`: an earlier stage, a compiled-in preset or (checked
+ * by run_check_paths, so templates load without the user's files) a model directory. */
+static grpo_status check_model_ref(const run_config *c, int index, const cfg_node *stage, const char *key,
+                                   const char *name) {
+    if (!name) return GRPO_OK;
+    int j = run_config_find_stage(c, name);
+    if (j >= index)
+        return cfg_fail_at(stage_key_node(stage, key), GRPO_ERR_INVALID,
+                           "'%s' is stage %d, which does not run before this stage (%d): a stage can only use the "
+                           "output of an earlier one", name, j, index);
+    return GRPO_OK;
+}
+
+static grpo_status check_rewards(const stage_section *s) {
+    reward_set *set = NULL;
+    grpo_status rs = reward_set_create(s->rewards, s->n_rewards, &set);
+    reward_set_free(set);
+    return rs;
+}
+
+static grpo_status check_stage(const run_config *c, int i, const cfg_node *node) {
+    const stage_section *s = &c->stages[i];
+    for (int j = 0; j < i; j++)
+        if (!strcmp(c->stages[j].name, s->name))
+            return cfg_fail_at(node, GRPO_ERR_INVALID, "stage name '%s' is used twice", s->name);
+    if (!s->train_dataset && s->kind != STAGE_EVAL)
+        return cfg_fail_at(node, GRPO_ERR_INVALID, "a %s stage needs train_dataset", stage_kind_names[s->kind]);
+    if (s->kind == STAGE_EVAL && !s->eval_dataset)
+        return cfg_fail_at(node, GRPO_ERR_INVALID, "an eval stage needs eval_dataset (the held-out problems)");
+    GRPO_TRY(check_dataset_ref(c, i, node, "train_dataset", s->train_dataset));
+    GRPO_TRY(check_dataset_ref(c, i, node, "eval_dataset", s->eval_dataset));
+    GRPO_TRY(check_dataset_ref(c, i, node, "heldout_dataset", s->heldout_dataset));
+    GRPO_TRY(check_dataset_ref(c, i, node, "mix_dataset", s->mix_dataset));
+    GRPO_TRY(check_model_ref(c, i, node, "model", s->model));
+    GRPO_TRY(check_model_ref(c, i, node, "student", s->student));
+    if (s->kind == STAGE_DISTILL && !s->student)
+        return cfg_fail_at(node, GRPO_ERR_INVALID, "a distill stage needs student: (a preset, a model directory or an "
+                           "earlier stage); the teacher is its model:");
+    if (s->kind != STAGE_DISTILL && s->student)
+        return cfg_fail_at(cfg_get(node, "student"), GRPO_ERR_INVALID, "student: applies to distill stages only");
+    if (s->kind == STAGE_GRPO) {
+        int completions = s->per_device_train_batch_size * s->gradient_accumulation_steps;
+        if (s->num_generations < 2)
+            return cfg_fail_at(stage_key_node(node, "num_generations"), GRPO_ERR_INVALID,
+                               "num_generations must be at least 2 for group-relative advantages, found %d",
+                               s->num_generations);
+        if (completions % s->num_generations != 0)
+            return cfg_fail_at(node, GRPO_ERR_INVALID, "per_device_train_batch_size * gradient_accumulation_steps "
+                               "(%d) must be divisible by num_generations (%d)", completions, s->num_generations);
+    }
+    if (s->kind == STAGE_GRPO || s->kind == STAGE_REJECTION || s->kind == STAGE_DISTILL) {
+        if (s->n_rewards == 0)
+            return cfg_fail_at(node, GRPO_ERR_INVALID, "a %s stage needs a rewards list (its verifiers)",
+                               stage_kind_names[s->kind]);
+        if (s->max_prompt_length + s->max_completion_length > s->max_length)
+            return cfg_fail_at(node, GRPO_ERR_INVALID, "max_prompt_length + max_completion_length (%d) must not "
+                               "exceed max_length (%d)", s->max_prompt_length + s->max_completion_length,
+                               s->max_length);
+    }
+    if (s->n_rewards > 0) GRPO_TRY(check_rewards(s));
+    if (s->prompt_template && template_validate(s->prompt_template, "prompt_template") != GRPO_OK)
+        return cfg_fail_at(stage_key_node(node, "prompt_template"), GRPO_ERR_INVALID, "%s", grpo_error_message());
+    return GRPO_OK;
 }
 
 /* Cross-field checks a schema cannot express; errors point at the offending node. */
@@ -194,8 +314,17 @@ static grpo_status check(const run_config *c) {
         for (int j = 0; j < i; j++)
             if (!strcmp(c->datasets[j].name, d->name))
                 return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "dataset name '%s' is used twice", d->name);
-        if (d->generate == DATA_FILE && !d->path)
-            return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "expected a path (or generate: arith|countdown)");
+        if (d->generate == DATA_FILE && !d->path == !d->from_stage)
+            return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID,
+                               "expected exactly one of path and from_stage (or generate: arith|countdown)");
+        if (d->generate != DATA_FILE && (d->path || d->from_stage))
+            return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "a generated dataset has no path or from_stage");
+        if (d->from_stage) {
+            int j = run_config_find_stage(c, d->from_stage);
+            if (j < 0 || (c->stages[j].kind != STAGE_REJECTION && c->stages[j].kind != STAGE_DISTILL))
+                return cfg_fail_at(cfg_get(cfg_get(root, key), "from_stage"), GRPO_ERR_INVALID,
+                                   "expected the name of a rejection or distill stage, found '%s'", d->from_stage);
+        }
         if (d->generate == DATA_ARITH && (!d->ops[0] || strspn(d->ops, "+-*") != strlen(d->ops)))
             return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "ops: expected a subset of \"+-*\", found '%s'",
                                d->ops);
@@ -203,41 +332,8 @@ static grpo_status check(const run_config *c) {
             return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "max_target must be at least max_number");
     }
     for (int i = 0; i < c->n_stages; i++) {
-        const stage_section *s = &c->stages[i];
         snprintf(key, sizeof key, "stages[%d]", i);
-        for (int j = 0; j < i; j++)
-            if (!strcmp(c->stages[j].name, s->name))
-                return cfg_fail_at(cfg_get(root, key), GRPO_ERR_INVALID, "stage name '%s' is used twice", s->name);
-        if (!find_dataset(c, s->train_dataset))
-            return cfg_fail_at(cfg_get(cfg_get(root, key), "train_dataset"), GRPO_ERR_INVALID,
-                               "no dataset named '%s' in datasets", s->train_dataset);
-        if (s->eval_dataset && !find_dataset(c, s->eval_dataset))
-            return cfg_fail_at(cfg_get(cfg_get(root, key), "eval_dataset"), GRPO_ERR_INVALID,
-                               "no dataset named '%s' in datasets", s->eval_dataset);
-        if (s->kind == STAGE_GRPO) {
-            const cfg_node *node = cfg_get(root, key);
-            int completions = s->per_device_train_batch_size * s->gradient_accumulation_steps;
-            if (s->num_generations < 2)
-                return cfg_fail_at(cfg_get(node, "num_generations") ? cfg_get(node, "num_generations") : node,
-                                   GRPO_ERR_INVALID, "num_generations must be at least 2 for group-relative "
-                                   "advantages, found %d", s->num_generations);
-            if (completions % s->num_generations != 0)
-                return cfg_fail_at(node, GRPO_ERR_INVALID, "per_device_train_batch_size * gradient_accumulation_steps "
-                                   "(%d) must be divisible by num_generations (%d)", completions, s->num_generations);
-            if (s->n_rewards == 0)
-                return cfg_fail_at(node, GRPO_ERR_INVALID, "a grpo stage needs a rewards list");
-            if (s->max_prompt_length + s->max_completion_length > s->max_length)
-                return cfg_fail_at(node, GRPO_ERR_INVALID, "max_prompt_length + max_completion_length (%d) must not "
-                                   "exceed max_length (%d)", s->max_prompt_length + s->max_completion_length,
-                                   s->max_length);
-            reward_set *set = NULL;
-            grpo_status rs = reward_set_create(s->rewards, s->n_rewards, &set);
-            reward_set_free(set);
-            if (rs) return rs;
-        }
-        if (s->prompt_template && template_validate(s->prompt_template, "prompt_template") != GRPO_OK)
-            return cfg_fail_at(cfg_get(cfg_get(root, key), "prompt_template"), GRPO_ERR_INVALID, "%s",
-                               grpo_error_message());
+        GRPO_TRY(check_stage(c, i, cfg_get(root, key)));
     }
     return GRPO_OK;
 }
@@ -253,6 +349,12 @@ grpo_status run_config_load(const char *path, const char *const *overrides, int 
     c->model.init_seed = -1;
     grpo_status s = cfg_load_file(path, &c->doc);
     for (int i = 0; i < n_overrides && !s; i++) s = cfg_apply_override(c->doc, overrides[i]);
+    /* `defaults:` first: the stages list starts each stage from it */
+    for (size_t i = 0; i < sizeof defaults_schema / sizeof defaults_schema[0]; i++) {
+        defaults_schema[i] = stage_schema[i];
+        defaults_schema[i].required = 0;
+    }
+    if (!s) s = cfg_bind(cfg_get(cfg_root(c->doc), "defaults"), defaults_schema, &stage_defaults);
     if (!s) s = cfg_bind(cfg_root(c->doc), root_schema, c);
     if (!s) s = check(c);
     if (s) {

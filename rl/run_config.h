@@ -32,20 +32,35 @@ typedef struct {
     const char *name;
     int generate;              /* dataset_source */
     const char *path;          /* DATA_FILE: the JSONL file */
+    const char *from_stage;    /* DATA_FILE: instead of path, the JSONL a rejection or distill
+                                  stage of this run writes (RUN_DIR/data/STAGE.jsonl) */
     int n;                     /* generated lines */
     int64_t seed;
     int64_t offset;            /* first problem index (disjoint splits share a seed) */
     int difficulty;            /* arith */
     const char *ops;           /* arith */
     double answer_noise;       /* arith: share of responses with a wrong final answer */
+    int split;                 /* arith: DATA_SPLIT_* (data/generate.h) */
     int count, max_number, max_target, use_all;   /* countdown */
 } dataset_section;
 
-typedef enum { STAGE_SFT = 0, STAGE_GRPO = 1 } stage_kind;
+/* pretrain: SFT with the loss on every token by default; rejection: samples, verifies and
+ * writes the kept ones as SFT JSONL (no training); distill: rejection sampling with the
+ * teacher (the stage's input model) then SFT of `student`; eval: held-out evaluation of
+ * the input model (no training). */
+typedef enum {
+    STAGE_SFT = 0, STAGE_GRPO = 1, STAGE_PRETRAIN = 2, STAGE_REJECTION = 3, STAGE_DISTILL = 4, STAGE_EVAL = 5
+} stage_kind;
 
 typedef struct {
     const char *name;
     int kind;                  /* stage_kind */
+    const char *model;         /* input model: an earlier stage's name (its output), a preset or an
+                                  HF model directory; NULL = the previous stage's output (stage 0:
+                                  the run's model section) */
+    const char *student;       /* distill: the model trained, a preset, directory or earlier stage */
+    const char *heldout_dataset; /* evaluated by sampling on the stage's output model after the
+                                    stage (teacher and student for distill): the summary table */
     const char *train_dataset;
     const char *eval_dataset;
     const char *prompt_template;
@@ -58,7 +73,8 @@ typedef struct {
     int warmup_steps;
     double min_lr_ratio;
     int64_t seed;              /* data order; -1 = the run's seed */
-    int completion_only_loss;  /* sft: loss on the response only (1) or on every token (0: pretraining) */
+    int completion_only_loss;  /* sft: loss on the response only (1) or on every token (0); -1 (unset):
+                                  0 for pretrain, 1 otherwise */
     /* grpo (TRL GRPOConfig names): a generation batch is per_device_train_batch_size *
      * gradient_accumulation_steps completions = that / num_generations prompts */
     int num_generations;
@@ -78,6 +94,16 @@ typedef struct {
     int eval_num_generations;  /* n samples per held-out problem (pass@1 mean, pass@k, maj@k) */
     double eval_temperature;
     int eval_max_problems;     /* 0: all */
+    /* rejection / distill (sampling uses temperature, top_p, top_k, min_p, max_*_length) */
+    int num_samples;           /* samples per prompt */
+    int filter;                /* keep only verified-correct, well-formatted samples (0: keep all) */
+    int max_per_prompt;        /* kept samples per prompt after dedup (0: all) */
+    int max_prompts;           /* prompts of train_dataset sampled (0: all) */
+    const char *mix_dataset;   /* an SFT JSONL dataset mixed into the output */
+    double mix_ratio;          /* mixed lines per kept line */
+    double kd_alpha;           /* distill: weight of logit KD (0: sample-only distillation) */
+    double kd_temperature;
+    int kd_top_k;
 } stage_section;
 
 typedef struct {
@@ -87,13 +113,24 @@ typedef struct {
     int n_datasets;
     stage_section *stages;
     int n_stages;
+    const cfg_node *defaults;  /* the `defaults:` mapping every stage starts from (may be NULL) */
     cfg_doc *doc;              /* owns every string above */
 } run_config;
 
-/* Loads path, applies the overrides ("a.b=c"), binds and cross-checks (stage dataset
- * names exist, unique names, model preset xor path). On failure *out is NULL. */
+/* Loads path, applies the overrides ("a.b=c"), binds (every stage starts from the
+ * `defaults:` mapping, then its own keys) and cross-checks before any work: dataset
+ * names exist, unique names, model preset xor path, a stage's `model:` / `student:` names
+ * an earlier stage, a preset or a model directory, a dataset `from_stage` names an
+ * earlier rejection or distill stage, a distill stage has a student, an eval stage an
+ * eval_dataset. Errors name file:line:col. On failure *out is NULL. */
 grpo_status run_config_load(const char *path, const char *const *overrides, int n_overrides, run_config **out);
 void run_config_free(run_config *c);
+/* The index of the stage named `name`, or -1. */
+int run_config_find_stage(const run_config *c, const char *name);
+/* The dataset named `name`, or NULL. */
+const dataset_section *run_config_find_dataset(const run_config *c, const char *name);
+/* 1 for the kinds that train a model (sft, pretrain, grpo, distill). */
+int run_config_stage_trains(const stage_section *st);
 /* The SFT settings of a stage. */
 sft_config run_config_sft(const run_config *c, const stage_section *st);
 
