@@ -113,6 +113,7 @@ static void resolve(deepseek_v3_model *m, dsv3_block_weights *ws, int grad) {
         w->attn.kv_a_layernorm = ptr_or_null(ps, v->kv_a_layernorm, grad);
         w->attn.kv_b_proj = ptr_or_null(ps, v->kv_b_proj, grad);
         w->attn.o_proj = ptr_or_null(ps, v->o_proj, grad);
+        w->attn.compute = grad ? NULL : ps->compute;
         w->gate_proj = ptr_or_null(ps, v->gate_proj, grad);
         w->up_proj = ptr_or_null(ps, v->up_proj, grad);
         w->down_proj = ptr_or_null(ps, v->down_proj, grad);
@@ -134,6 +135,7 @@ static void resolve(deepseek_v3_model *m, dsv3_block_weights *ws, int grad) {
         mw->shared_gate_proj = ptr_or_null(ps, v->shared_gate_proj, grad);
         mw->shared_up_proj = ptr_or_null(ps, v->shared_up_proj, grad);
         mw->shared_down_proj = ptr_or_null(ps, v->shared_down_proj, grad);
+        mw->compute = grad ? NULL : ps->compute;
     }
 }
 

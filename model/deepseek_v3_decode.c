@@ -227,15 +227,16 @@ static grpo_status stage(dsv3_decoder *d, const lm_cache *cache, const lm_decode
 }
 
 /* y[N, out] = x[N, in] W^T + beta y, rows ldx / ldy apart. */
-static void linear(backend *be, float *y, int ldy, const float *x, int ldx, const float *W, int N, int in, int out,
-                   float beta) {
-    be->matmul(be, 0, 1, N, out, in, 1.0f, x, ldx, W, in, beta, y, ldy);
+static void proj(linear *lin, backend *be, float *y, int ldy, const float *x, int ldx, const float *W, int N, int in,
+                 int out, float beta) {
+    linear_forward(lin, be, y, ldy, x, ldx, W, N, in, out, beta);
 }
 
 /* One layer's absorbed MLA over the paged latent cache: d->x += o_proj(attention(...)). */
 static void mla_layer(dsv3_decoder *d, const dsv3_block_weights *w, float *layer, const lm_cache *cache, int T,
                       int n_seqs) {
     deepseek_v3_model *m = d->m;
+    linear *lin = m->params.compute;   /* the projections' precision */
     backend *be = m->be;
     const mla_config *a = &m->mla_cfg;
     const int D = a->hidden_size, H = a->num_heads, rq = a->q_lora_rank, rkv = a->kv_lora_rank;
@@ -246,18 +247,18 @@ static void mla_layer(dsv3_decoder *d, const dsv3_block_weights *w, float *layer
 
     /* queries [T, H, Dqk], the rope part rotated (interleaved pairs, as HF) */
     if (rq > 0) {
-        linear(be, d->q_a, rq, xn, D, w->attn.q_a_proj, T, D, rq, 0.0f);
+        proj(lin, be, d->q_a, rq, xn, D, w->attn.q_a_proj, T, D, rq, 0.0f);
         be->rmsnorm_forward(be, d->q_a_n, d->rstd, d->q_a, w->attn.q_a_layernorm, T, rq, a->rms_norm_eps);
-        linear(be, d->q, QD, d->q_a_n, rq, w->attn.q_b_proj, T, rq, QD, 0.0f);
+        proj(lin, be, d->q, QD, d->q_a_n, rq, w->attn.q_b_proj, T, rq, QD, 0.0f);
     } else {
-        linear(be, d->q, QD, xn, D, w->attn.q_proj, T, D, QD, 0.0f);
+        proj(lin, be, d->q, QD, xn, D, w->attn.q_proj, T, D, QD, 0.0f);
     }
     be->rope(be, d->q + dn, T, H, Dqk, dr, d->positions, m->rope_cos, m->rope_sin, 1, 0);
 
     /* the new tokens' cache rows: c = kv_a_layernorm(x W_kva[:rkv]^T), k_pe = rope(x W_kva[rkv:]^T) */
-    linear(be, d->latent_pre, rkv, xn, D, w->attn.kv_a_proj_with_mqa, T, D, rkv, 0.0f);
+    proj(lin, be, d->latent_pre, rkv, xn, D, w->attn.kv_a_proj_with_mqa, T, D, rkv, 0.0f);
     be->rmsnorm_forward(be, d->latent, d->rstd, d->latent_pre, w->attn.kv_a_layernorm, T, rkv, a->rms_norm_eps);
-    linear(be, d->k_pe, dr, xn, D, w->attn.kv_a_proj_with_mqa + (size_t)rkv * D, T, D, dr, 0.0f);
+    proj(lin, be, d->k_pe, dr, xn, D, w->attn.kv_a_proj_with_mqa + (size_t)rkv * D, T, D, dr, 0.0f);
     be->rope(be, d->k_pe, T, 1, dr, dr, d->positions, m->rope_cos, m->rope_sin, 1, 0);
     const backend_paged_layout row = {(size_t)bs * F, 0, (size_t)F, 1, bs};
     be->cache_write_rows(be, layer, &row, d->latent, 1, rkv, d->slots, T);
@@ -266,8 +267,8 @@ static void mla_layer(dsv3_decoder *d, const dsv3_block_weights *w, float *layer
     /* q~ = [q_nope W_UK, q_pe] per head: [T, H, rkv + dr] */
     for (int h = 0; h < H; h++) {
         const float *wk = w->attn.kv_b_proj + (size_t)h * (dn + dv) * rkv;   /* W_UK[h]: [dn, rkv] */
-        be->matmul(be, 0, 0, T, rkv, dn, 1.0f, d->q + (size_t)h * Dqk, QD, wk, rkv, 0.0f, d->q_cat + (size_t)h * F,
-                   H * F);
+        linear_matmul(lin, be, 0, 0, T, rkv, dn, 1.0f, d->q + (size_t)h * Dqk, QD, wk, rkv, 0.0f,
+                      d->q_cat + (size_t)h * F, H * F);
     }
     be->matmul(be, 0, 0, T * H, dr, dr, 1.0f, d->q + dn, Dqk, d->identity, dr, 0.0f, d->q_cat + rkv, F);
 
@@ -278,9 +279,9 @@ static void mla_layer(dsv3_decoder *d, const dsv3_block_weights *w, float *layer
     /* o[h] = o_latent[h] W_UV[h]^T, then x += o_proj(o) */
     for (int h = 0; h < H; h++) {
         const float *wv = w->attn.kv_b_proj + ((size_t)h * (dn + dv) + dn) * rkv;   /* W_UV[h]: [dv, rkv] */
-        linear(be, d->att + (size_t)h * dv, H * dv, d->o_latent + (size_t)h * rkv, H * rkv, wv, T, rkv, dv, 0.0f);
+        proj(lin, be, d->att + (size_t)h * dv, H * dv, d->o_latent + (size_t)h * rkv, H * rkv, wv, T, rkv, dv, 0.0f);
     }
-    linear(be, d->x, D, d->att, H * dv, w->attn.o_proj, T, H * dv, D, 1.0f);
+    proj(lin, be, d->x, D, d->att, H * dv, w->attn.o_proj, T, H * dv, D, 1.0f);
 }
 
 static grpo_status decode(dsv3_decoder *d, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs,
@@ -288,6 +289,7 @@ static grpo_status decode(dsv3_decoder *d, const lm_cache *cache, const lm_decod
     int T = 0, G = 0;
     GRPO_TRY(stage(d, cache, seqs, n_seqs, &T, &G));
     deepseek_v3_model *m = d->m;
+    linear *lin = m->params.compute;   /* the projections' precision */
     backend *be = m->be;
     const deepseek_v3_config *c = &m->cfg;
     const int D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, MB = d->lim.max_blocks_per_seq;
@@ -309,10 +311,10 @@ static grpo_status decode(dsv3_decoder *d, const lm_cache *cache, const lm_decod
         mla_layer(d, w, cache->base + (size_t)l * layer_floats, cache, T, n_seqs);
         be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->post_attention_layernorm, T, D, eps);
         if (m->views[l].moe < 0) {
-            linear(be, d->gate, I, d->xn, D, w->gate_proj, T, D, I, 0.0f);
-            linear(be, d->up, I, d->xn, D, w->up_proj, T, D, I, 0.0f);
+            proj(lin, be, d->gate, I, d->xn, D, w->gate_proj, T, D, I, 0.0f);
+            proj(lin, be, d->up, I, d->xn, D, w->up_proj, T, D, I, 0.0f);
             be->swiglu_forward(be, d->act, d->gate, d->up, (size_t)T * I);
-            linear(be, d->x, D, d->act, I, w->down_proj, T, I, D, 1.0f);
+            proj(lin, be, d->x, D, d->act, I, w->down_proj, T, I, D, 1.0f);
         } else {
             GRPO_TRY(moe_forward(d->moe, &w->moe, d->xn, 1, T, d->tmp));
             be->axpy(be, d->x, 1.0f, d->tmp, (size_t)T * D);
@@ -339,7 +341,7 @@ static grpo_status decode(dsv3_decoder *d, const lm_cache *cache, const lm_decod
     }
     if (keep_hidden) normed = (float *)src;
     else be->rmsnorm_forward(be, d->xn_last, d->rstd, src, param_ptr(&m->params, m->norm_view), G, D, eps);
-    linear(be, d->logits, V, normed, D, dsv3_lm_head(m), G, D, V, 0.0f);
+    proj(NULL, be, d->logits, V, normed, D, dsv3_lm_head(m), G, D, V, 0.0f);
     d->hidden_rows = keep_hidden ? T : 0;
     *logits = d->logits;
     return GRPO_OK;
@@ -347,14 +349,15 @@ static grpo_status decode(dsv3_decoder *d, const lm_cache *cache, const lm_decod
 
 /* x[R, D] = [en, hn] eh_proj^T, eh_proj: [D, 2D] with the embedding half first (as
  * deepseek_v3_mtp.c and the released V3 weights). */
-static void eh_proj(backend *be, float *x, const float *en, const float *hn, const float *W, int R, int D) {
-    be->matmul(be, 0, 1, R, D, D, 1.0f, en, D, W, 2 * D, 0.0f, x, D);
-    be->matmul(be, 0, 1, R, D, D, 1.0f, hn, D, W + D, 2 * D, 1.0f, x, D);
+static void eh_proj(linear *lin, backend *be, float *x, const float *en, const float *hn, const float *W, int R, int D) {
+    linear_matmul(lin, be, 0, 1, R, D, D, 1.0f, en, D, W, 2 * D, 0.0f, x, D);
+    linear_matmul(lin, be, 0, 1, R, D, D, 1.0f, hn, D, W + D, 2 * D, 1.0f, x, D);
 }
 
 static grpo_status draft(dsv3_decoder *d, const lm_cache *cache, const lm_draft_seq *seqs, int n_seqs,
                          float **logits) {
     deepseek_v3_model *m = d->m;
+    linear *lin = m->params.compute;   /* the projections' precision */
     const deepseek_v3_config *c = &m->cfg;
     const lm_decode_limits *l = &d->lim;
     const int L = c->num_hidden_layers, D = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
@@ -432,7 +435,7 @@ static grpo_status draft(dsv3_decoder *d, const lm_cache *cache, const lm_draft_
     be->rmsnorm_forward(be, d->hn, d->rstd, d->tmp, param_ptr(ps, mv->hnorm), T, D, eps);
     be->embedding_forward(be, d->tmp, d->ids, param_ptr(ps, m->embed_view), T, D);
     be->rmsnorm_forward(be, d->en, d->rstd, d->tmp, param_ptr(ps, mv->enorm), T, D, eps);
-    eh_proj(be, d->x, d->en, d->hn, param_ptr(ps, mv->eh_proj), T, D);
+    eh_proj(lin, be, d->x, d->en, d->hn, param_ptr(ps, mv->eh_proj), T, D);
 
     /* the MTP block over its cache layer */
     be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->input_layernorm, T, D, eps);
@@ -440,10 +443,10 @@ static grpo_status draft(dsv3_decoder *d, const lm_cache *cache, const lm_draft_
     mla_layer(d, w, cache->base + (size_t)b * layer_floats, cache, T, n_seqs);
     be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->post_attention_layernorm, T, D, eps);
     if (m->views[b].moe < 0) {
-        linear(be, d->gate, I, d->xn, D, w->gate_proj, T, D, I, 0.0f);
-        linear(be, d->up, I, d->xn, D, w->up_proj, T, D, I, 0.0f);
+        proj(lin, be, d->gate, I, d->xn, D, w->gate_proj, T, D, I, 0.0f);
+        proj(lin, be, d->up, I, d->xn, D, w->up_proj, T, D, I, 0.0f);
         be->swiglu_forward(be, d->act, d->gate, d->up, (size_t)T * I);
-        linear(be, d->x, D, d->act, I, w->down_proj, T, I, D, 1.0f);
+        proj(lin, be, d->x, D, d->act, I, w->down_proj, T, I, D, 1.0f);
     } else {
         GRPO_TRY(moe_forward(d->moe, &w->moe, d->xn, 1, T, d->tmp));
         be->axpy(be, d->x, 1.0f, d->tmp, (size_t)T * D);
@@ -459,7 +462,7 @@ static grpo_status draft(dsv3_decoder *d, const lm_cache *cache, const lm_draft_
         g += seqs[s].n_logits;
     }
     be->rmsnorm_forward(be, d->xn_last, d->rstd, d->x_last, param_ptr(ps, mv->shared_head_norm), (int)G, D, eps);
-    linear(be, d->logits, V, d->xn_last, D, dsv3_lm_head(m), (int)G, D, V, 0.0f);
+    proj(NULL, be, d->logits, V, d->xn_last, D, dsv3_lm_head(m), (int)G, D, V, 0.0f);
     *logits = d->logits;
     return GRPO_OK;
 }

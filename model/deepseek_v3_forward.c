@@ -9,11 +9,21 @@ void dsv3_linear(backend *be, float *y, const float *x, const float *W, int N, i
     be->matmul(be, 0, 1, N, out, in, 1.0f, x, in, W, in, beta, y, out);
 }
 
+/* The same at the model's projection precision (model/linear.h): the dense MLP blocks. */
+static void proj(deepseek_v3_model *m, float *y, const float *x, const float *W, int N, int in, int out, float beta) {
+    linear_forward(m->params.compute, m->be, y, out, x, in, W, N, in, out, beta);
+}
+
 /* Backward of y = x W^T: dx[N, in] = dy W (beta = 0 writes, 1 adds); dW[out, in] += dy^T x. */
 void dsv3_linear_backward(backend *be, float *dx, float dx_beta, float *dW, const float *dy, const float *x,
                           const float *W, int N, int in, int out) {
     if (dx) be->matmul(be, 0, 0, N, in, out, 1.0f, dy, out, W, in, dx_beta, dx, in);
     be->matmul(be, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+}
+
+static void proj_backward(deepseek_v3_model *m, float *dx, float dx_beta, float *dW, const float *dy, const float *x,
+                          const float *W, int N, int in, int out) {
+    linear_backward(m->params.compute, m->be, dx, dx_beta, dW, dy, x, W, N, in, out);
 }
 
 grpo_status dsv3_block_forward(deepseek_v3_model *m, int b, float *out, int B, int T) {
@@ -34,11 +44,11 @@ grpo_status dsv3_block_forward(deepseek_v3_model *m, int b, float *out, int B, i
     /* MLP: out = xmid + mlp(post_attention_layernorm(xmid)) */
     be->rmsnorm_forward(be, a->xn2, a->rstd2, a->xmid, w->post_attention_layernorm, N, D, eps);
     if (v->moe < 0) {
-        dsv3_linear(be, a->gate, a->xn2, w->gate_proj, N, D, I, 0.0f);
-        dsv3_linear(be, a->up, a->xn2, w->up_proj, N, D, I, 0.0f);
+        proj(m, a->gate, a->xn2, w->gate_proj, N, D, I, 0.0f);
+        proj(m, a->up, a->xn2, w->up_proj, N, D, I, 0.0f);
         be->swiglu_forward(be, a->act, a->gate, a->up, (size_t)N * I);
         be->copy(be, out, a->xmid, (size_t)N * D * sizeof(float));
-        dsv3_linear(be, out, a->act, w->down_proj, N, I, D, 1.0f);
+        proj(m, out, a->act, w->down_proj, N, I, D, 1.0f);
     } else {
         GRPO_TRY(moe_forward(m->moe[v->moe], &w->moe, a->xn2, B, T, out));
         be->axpy(be, out, 1.0f, a->xmid, (size_t)N * D);
@@ -58,10 +68,10 @@ grpo_status dsv3_block_backward(deepseek_v3_model *m, int b, int B, int T) {
 
     /* MLP: out = xmid + mlp(xn2) */
     if (v->moe < 0) {
-        dsv3_linear_backward(be, g->dact, 0.0f, gw->down_proj, g->dres, a->act, w->down_proj, N, I, D);
+        proj_backward(m, g->dact, 0.0f, gw->down_proj, g->dres, a->act, w->down_proj, N, I, D);
         be->swiglu_backward(be, g->dgate, g->dup, g->dact, a->gate, a->up, (size_t)N * I);
-        dsv3_linear_backward(be, g->dxn, 0.0f, gw->gate_proj, g->dgate, a->xn2, w->gate_proj, N, D, I);
-        dsv3_linear_backward(be, g->dxn, 1.0f, gw->up_proj, g->dup, a->xn2, w->up_proj, N, D, I);
+        proj_backward(m, g->dxn, 0.0f, gw->gate_proj, g->dgate, a->xn2, w->gate_proj, N, D, I);
+        proj_backward(m, g->dxn, 1.0f, gw->up_proj, g->dup, a->xn2, w->up_proj, N, D, I);
     } else {
         GRPO_TRY(moe_backward(m->moe[v->moe], &w->moe, &gw->moe, a->xn2, g->dres, g->dxn));
     }

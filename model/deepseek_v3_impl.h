@@ -5,6 +5,7 @@
 #define GRPO_DEEPSEEK_V3_IMPL_H
 
 #include "model/deepseek_v3.h"
+#include "model/linear.h"
 
 /* Indices into the param_set; -1 where the block does not have the tensor. */
 typedef struct {
@@ -109,6 +110,7 @@ struct deepseek_v3_model {
 };
 
 /* Shared by the model's files. */
+/* A Linear in float32 (the head). */
 void dsv3_linear(backend *be, float *y, const float *x, const float *W, int N, int in, int out, float beta);
 void dsv3_linear_backward(backend *be, float *dx, float dx_beta, float *dW, const float *dy, const float *x,
                           const float *W, int N, int in, int out);

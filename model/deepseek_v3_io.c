@@ -6,6 +6,7 @@
 #include "model/deepseek_v3_impl.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,9 @@
 
 #include "core/fs.h"
 #include "core/log.h"
+#include "core/quant.h"
 
-#define FP8_BLOCK 128
+#define FP8_BLOCK QUANT_TILE   /* the checkpoints' 128x128 weight blocks */
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
@@ -50,11 +52,11 @@ static grpo_status dequant_fp8(const st_tensor *w, const st_tensor *scale, float
         return grpo_fail(GRPO_ERR_INVALID, "tensor %s: expected shape [%lld, %lld] (one scale per 128x128 block of "
                          "%s [%lld, %lld])", scale->name, (long long)br, (long long)bc, w->name, (long long)rows,
                          (long long)cols);
+    if (rows > INT_MAX || cols > INT_MAX)
+        return grpo_fail(GRPO_ERR_UNSUPPORTED, "tensor %s: [%lld, %lld] is too large to dequantise", w->name,
+                         (long long)rows, (long long)cols);
     GRPO_TRY(st_read_f32(scale, scale_buf, br * bc));
-    const uint8_t *bytes = w->data;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++)
-            dst[r * cols + c] = st_e4m3_to_f32(bytes[r * cols + c]) * scale_buf[(r / FP8_BLOCK) * bc + c / FP8_BLOCK];
+    quant_fp8_dequantize(dst, (int)cols, w->data, scale_buf, (int)rows, (int)cols, FP8_BLOCK, FP8_BLOCK);
     return GRPO_OK;
 }
 
@@ -124,6 +126,7 @@ static grpo_status load_view(deepseek_v3_model *m, const st_file *f, int v, cons
         GRPO_TRY(st_read_f32(t, host, (int64_t)pv->numel));
     }
     m->be->to_device(m->be, m->params.data + pv->offset, host, pv->numel * sizeof(float));
+    param_set_touch(&m->params);
     return GRPO_OK;
 }
 

@@ -7,9 +7,10 @@
 
 /* x[N, D] = [en, hn] W^T with W = eh_proj [D, 2D]: two matmuls on the column halves of W
  * (embedding half first, as the released V3 weights are laid out). */
-static void eh_proj_forward(backend *be, float *x, const float *en, const float *hn, const float *W, int N, int D) {
-    be->matmul(be, 0, 1, N, D, D, 1.0f, en, D, W, 2 * D, 0.0f, x, D);
-    be->matmul(be, 0, 1, N, D, D, 1.0f, hn, D, W + D, 2 * D, 1.0f, x, D);
+static void eh_proj_forward(linear *lin, backend *be, float *x, const float *en, const float *hn, const float *W, int N,
+                            int D) {
+    linear_matmul(lin, be, 0, 1, N, D, D, 1.0f, en, D, W, 2 * D, 0.0f, x, D);
+    linear_matmul(lin, be, 0, 1, N, D, D, 1.0f, hn, D, W + D, 2 * D, 1.0f, x, D);
 }
 
 grpo_status deepseek_v3_mtp_loss(deepseek_v3_model *m, float lambda, double *loss) {
@@ -43,7 +44,7 @@ grpo_status deepseek_v3_mtp_loss(deepseek_v3_model *m, float lambda, double *los
         be->embedding_forward(be, t->emb, t->ids, param_ptr(ps, m->embed_view), N, D);
         be->rmsnorm_forward(be, t->en, t->rstd_e, t->emb, param_ptr(ps, mv->enorm), N, D, eps);
         be->rmsnorm_forward(be, t->hn, t->rstd_h, h_prev, param_ptr(ps, mv->hnorm), N, D, eps);
-        eh_proj_forward(be, m->acts[b].x, t->en, t->hn, param_ptr(ps, mv->eh_proj), N, D);
+        eh_proj_forward(m->params.compute, be, m->acts[b].x, t->en, t->hn, param_ptr(ps, mv->eh_proj), N, D);
         GRPO_TRY(dsv3_block_forward(m, b, t->out, B, T));
         be->rmsnorm_forward(be, t->xo, t->rstd_o, t->out, param_ptr(ps, mv->shared_head_norm), N, D, eps);
         dsv3_linear(be, t->logits, t->xo, dsv3_lm_head(m), N, D, V, 0.0f);
@@ -91,10 +92,11 @@ grpo_status dsv3_mtp_backward(deepseek_v3_model *m) {
         /* eh_proj: h' = en W_e^T + hn W_h^T */
         const float *W = param_ptr(ps, mv->eh_proj);
         float *dW = param_grad_ptr(ps, mv->eh_proj);
-        be->matmul(be, 1, 0, D, D, N, 1.0f, g->dres, D, t->en, D, 1.0f, dW, 2 * D);
-        be->matmul(be, 1, 0, D, D, N, 1.0f, g->dres, D, t->hn, D, 1.0f, dW + D, 2 * D);
-        be->matmul(be, 0, 0, N, D, D, 1.0f, g->dres, D, W, 2 * D, 0.0f, g->dxn, D);       /* d en */
-        be->matmul(be, 0, 0, N, D, D, 1.0f, g->dres, D, W + D, 2 * D, 0.0f, g->dtmp, D);  /* d hn */
+        linear *lin = m->params.compute;
+        linear_matmul(lin, be, 1, 0, D, D, N, 1.0f, g->dres, D, t->en, D, 1.0f, dW, 2 * D);
+        linear_matmul(lin, be, 1, 0, D, D, N, 1.0f, g->dres, D, t->hn, D, 1.0f, dW + D, 2 * D);
+        linear_matmul(lin, be, 0, 0, N, D, D, 1.0f, g->dres, D, W, 2 * D, 0.0f, g->dxn, D);       /* d en */
+        linear_matmul(lin, be, 0, 0, N, D, D, 1.0f, g->dres, D, W + D, 2 * D, 0.0f, g->dtmp, D);  /* d hn */
         /* hnorm: d h^{k-1} into dcarry; enorm and the shared embedding */
         be->rmsnorm_backward(be, g->dcarry, param_grad_ptr(ps, mv->hnorm), g->dtmp, h_prev, param_ptr(ps, mv->hnorm),
                              t->rstd_h, N, D);

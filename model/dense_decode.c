@@ -109,10 +109,11 @@ void dense_decoder_free(dense_decoder *d) {
     free(d);
 }
 
-/* y[N, out] = x[N, in] W^T (+ bias); beta = 1 adds into y (the residual). */
-static void linear(backend *be, float *y, const float *x, const float *W, const float *bias, int N, int in, int out,
-                   float beta) {
-    be->matmul(be, 0, 1, N, out, in, 1.0f, x, in, W, in, beta, y, out);
+/* y[N, out] = x[N, in] W^T (+ bias); beta = 1 adds into y (the residual). lin: the
+ * precision of the product (model/linear.h); NULL keeps float32 (the head). */
+static void proj(linear *lin, backend *be, float *y, const float *x, const float *W, const float *bias, int N, int in,
+                 int out, float beta) {
+    linear_forward(lin, be, y, out, x, in, W, N, in, out, beta);
     if (bias) be->add_bias(be, y, bias, N, out);
 }
 
@@ -189,6 +190,7 @@ grpo_status dense_decode(dense_decoder *d, const lm_cache *cache, const lm_decod
     GRPO_TRY(stage(d, cache, seqs, n_seqs, &T, &G));
     dense_model *m = d->m;
     backend *be = m->be;
+    linear *lin = m->params.compute;   /* the projections' precision */
     const dense_config *c = &m->cfg;
     const int D = c->hidden_size, I = c->intermediate_size, Dh = c->head_dim, V = c->vocab_size;
     const int Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, QD = Hq * Dh, KD = Hkv * Dh;
@@ -216,22 +218,22 @@ grpo_status dense_decode(dense_decoder *d, const lm_cache *cache, const lm_decod
         float *k_cache = cache->base + (size_t)l * layer_floats, *v_cache = k_cache + (size_t)bs * KD;
         /* x = x + o_proj(attention(rope(q), cached rope(k), cached v)) */
         be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->input_layernorm, T, D, eps);
-        linear(be, d->q, d->xn, w->q_proj, w->q_bias, T, D, QD, 0.0f);
-        linear(be, d->k, d->xn, w->k_proj, w->k_bias, T, D, KD, 0.0f);
-        linear(be, d->v, d->xn, w->v_proj, w->v_bias, T, D, KD, 0.0f);
+        proj(lin, be, d->q, d->xn, w->q_proj, w->q_bias, T, D, QD, 0.0f);
+        proj(lin, be, d->k, d->xn, w->k_proj, w->k_bias, T, D, KD, 0.0f);
+        proj(lin, be, d->v, d->xn, w->v_proj, w->v_bias, T, D, KD, 0.0f);
         be->rope(be, d->q, T, Hq, Dh, Dh, d->positions, m->rope_cos, m->rope_sin, 0, 0);
         be->rope(be, d->k, T, Hkv, Dh, Dh, d->positions, m->rope_cos, m->rope_sin, 0, 0);
         be->cache_write_rows(be, k_cache, &k_layout, d->k, Hkv, Dh, d->rows, T);
         be->cache_write_rows(be, v_cache, &v_layout, d->v, Hkv, Dh, d->rows, T);
         be->paged_attention(be, d->att, d->q, k_cache, &k_layout, v_cache, &v_layout, d->block_tables, MB, d->seq_of,
                             d->ctx_len, T, Hq, Hkv, Dh, Dh, 1.0f / sqrtf((float)Dh));
-        linear(be, d->x, d->att, w->o_proj, w->o_bias, T, QD, D, 1.0f);
+        proj(lin, be, d->x, d->att, w->o_proj, w->o_bias, T, QD, D, 1.0f);
         /* x = x + down_proj(silu(gate_proj(n2)) * up_proj(n2)) */
         be->rmsnorm_forward(be, d->xn, d->rstd, d->x, w->post_attention_layernorm, T, D, eps);
-        linear(be, d->gate, d->xn, w->gate_proj, NULL, T, D, I, 0.0f);
-        linear(be, d->up, d->xn, w->up_proj, NULL, T, D, I, 0.0f);
+        proj(lin, be, d->gate, d->xn, w->gate_proj, NULL, T, D, I, 0.0f);
+        proj(lin, be, d->up, d->xn, w->up_proj, NULL, T, D, I, 0.0f);
         be->swiglu_forward(be, d->act, d->gate, d->up, (size_t)T * I);
-        linear(be, d->x, d->act, w->down_proj, NULL, T, I, D, 1.0f);
+        proj(lin, be, d->x, d->act, w->down_proj, NULL, T, I, D, 1.0f);
     }
 
     /* The rows whose logits are wanted: the last n_logits of each sequence. When every
@@ -249,7 +251,7 @@ grpo_status dense_decode(dense_decoder *d, const lm_cache *cache, const lm_decod
         last = d->x_last;
     }
     be->rmsnorm_forward(be, d->xn_last, d->rstd, last, dense_model_final_norm(m), G, D, eps);
-    linear(be, d->logits, d->xn_last, dense_model_lm_head(m), NULL, G, D, V, 0.0f);
+    proj(NULL, be, d->logits, d->xn_last, dense_model_lm_head(m), NULL, G, D, V, 0.0f);
     *logits = d->logits;
     return GRPO_OK;
 }

@@ -4,6 +4,7 @@
 #define GRPO_DENSE_IMPL_H
 
 #include "model/dense.h"
+#include "model/linear.h"
 
 /* Indices into the param_set; -1 for a bias the config lacks. */
 typedef struct {

@@ -13,6 +13,7 @@
 #include "model/deepseek_v3.h"
 #include "model/dense.h"
 #include "model/hf_config.h"
+#include "model/linear.h"
 
 /* ---- dense (Qwen2 / Llama) ---- */
 
@@ -174,3 +175,11 @@ void lm_free(lm *m) {
     m->ops->destroy(m);
     free(m);
 }
+
+grpo_status lm_set_precision(lm *m, quant_precision p) {
+    if (!m->params->compute)
+        return grpo_fail(GRPO_ERR_INVALID, "lm_set_precision: model %s has no parameters allocated", m->model_type);
+    return linear_set_precision(m->params->compute, p);
+}
+
+quant_precision lm_get_precision(const lm *m) { return linear_get_precision(m->params->compute); }

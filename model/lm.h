@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/backend.h"
+#include "core/quant.h"
 #include "model/params.h"
 
 typedef struct lm lm;
@@ -150,6 +151,14 @@ double lm_max_load_violation(const lm *m);
  * (0 for dense models). */
 int lm_moe_metrics(const lm *m, int max, char (*name_store)[48], const char **names, double *values);
 static inline grpo_status lm_save(lm *m, const char *dir) { return m->ops->save(m, dir); }
+
+/* The compute precision of the model's projections (model/linear.h; DESIGN.md Numerics),
+ * for training and decoding alike: fp32 (the default), bf16 or fp8 (E4M3, 1x128
+ * activation tiles, 128x128 weight blocks). The FP32 master weights are unchanged; their
+ * rounded copies are remade after each change (param_set_touch, the optimizer step).
+ * Fails, naming the op, on a backend without the rounding ops. */
+grpo_status lm_set_precision(lm *m, quant_precision p);
+quant_precision lm_get_precision(const lm *m);
 
 /* Cached decoding: fails with a message naming the model type when the family lacks it. */
 static inline grpo_status lm_decoder_create(lm *m, const lm_decode_limits *limits, lm_decoder **out) {

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "core/backend.h"
+#include "model/linear.h"
 
 typedef struct {
     int hidden_size;
@@ -52,6 +53,7 @@ typedef struct {
     float *kv_a_layernorm;      /* [kv_lora_rank] */
     float *kv_b_proj;           /* [H * (nope + v), kv_lora_rank] */
     float *o_proj;              /* [hidden, H * v] */
+    linear *compute;            /* the projections' precision (model/linear.h); NULL: fp32 */
 } mla_weights;
 
 /* Floats of backend memory one layer's forward keeps for backward for N = B*T tokens

@@ -24,8 +24,8 @@ grpo_status mla_backward(backend *be, const mla_config *cfg, const mla_weights *
     const int QD = H * Dqk, VD = H * dv;
 
     /* out = att o_proj^T: d_att = dout o_proj, d o_proj += dout^T att. */
-    be->matmul(be, 0, 0, N, VD, D, 1.0f, dout, D, w->o_proj, VD, 0.0f, d.d_att, VD);
-    be->matmul(be, 1, 0, D, VD, N, 1.0f, dout, D, a.att, VD, 1.0f, g->o_proj, VD);
+    linear_matmul(w->compute, be, 0, 0, N, VD, D, 1.0f, dout, D, w->o_proj, VD, 0.0f, d.d_att, VD);
+    linear_matmul(w->compute, be, 1, 0, D, VD, N, 1.0f, dout, D, a.att, VD, 1.0f, g->o_proj, VD);
 
     be->attention_backward(be, d.d_q, d.d_k, d.d_v, d.d_att, a.q, a.k, a.v, a.att, a.lse, B, T, H, H, Dqk, dv,
                            cfg->softmax_scale);
@@ -40,11 +40,11 @@ grpo_status mla_backward(backend *be, const mla_config *cfg, const mla_weights *
         float *gk = g->kv_b_proj + (size_t)h * (dn + dv) * rkv, *gv = gk + (size_t)dn * rkv;
         float beta = h == 0 ? 0.0f : 1.0f;
         be->matmul(be, 0, 0, N, dr, dr, 1.0f, dk + dn, QD, a.identity, dr, beta, d.d_k_pe, dr);
-        be->matmul(be, 0, 0, N, rkv, dv, 1.0f, dvh, VD, wv, rkv, beta, d.d_latent, rkv);
-        be->matmul(be, 1, 0, dv, rkv, N, 1.0f, dvh, VD, a.latent, rkv, 1.0f, gv, rkv);
+        linear_matmul(w->compute, be, 0, 0, N, rkv, dv, 1.0f, dvh, VD, wv, rkv, beta, d.d_latent, rkv);
+        linear_matmul(w->compute, be, 1, 0, dv, rkv, N, 1.0f, dvh, VD, a.latent, rkv, 1.0f, gv, rkv);
         if (dn > 0) {
-            be->matmul(be, 0, 0, N, rkv, dn, 1.0f, dk, QD, wk, rkv, 1.0f, d.d_latent, rkv);
-            be->matmul(be, 1, 0, dn, rkv, N, 1.0f, dk, QD, a.latent, rkv, 1.0f, gk, rkv);
+            linear_matmul(w->compute, be, 0, 0, N, rkv, dn, 1.0f, dk, QD, wk, rkv, 1.0f, d.d_latent, rkv);
+            linear_matmul(w->compute, be, 1, 0, dn, rkv, N, 1.0f, dk, QD, a.latent, rkv, 1.0f, gk, rkv);
         }
     }
     be->rope(be, d.d_k_pe, N, 1, dr, dr, positions, cos, sin, 1, 1);
@@ -55,22 +55,22 @@ grpo_status mla_backward(backend *be, const mla_config *cfg, const mla_weights *
      * the q path adds to it). */
     const float *w_pe = w->kv_a_proj_with_mqa + (size_t)rkv * D;
     float *g_pe = g->kv_a_proj_with_mqa + (size_t)rkv * D;
-    be->matmul(be, 0, 0, N, D, rkv, 1.0f, d.d_kv_a, rkv, w->kv_a_proj_with_mqa, D, 0.0f, dx, D);
-    be->matmul(be, 0, 0, N, D, dr, 1.0f, d.d_k_pe, dr, w_pe, D, 1.0f, dx, D);
-    be->matmul(be, 1, 0, rkv, D, N, 1.0f, d.d_kv_a, rkv, x, D, 1.0f, g->kv_a_proj_with_mqa, D);
-    be->matmul(be, 1, 0, dr, D, N, 1.0f, d.d_k_pe, dr, x, D, 1.0f, g_pe, D);
+    linear_matmul(w->compute, be, 0, 0, N, D, rkv, 1.0f, d.d_kv_a, rkv, w->kv_a_proj_with_mqa, D, 0.0f, dx, D);
+    linear_matmul(w->compute, be, 0, 0, N, D, dr, 1.0f, d.d_k_pe, dr, w_pe, D, 1.0f, dx, D);
+    linear_matmul(w->compute, be, 1, 0, rkv, D, N, 1.0f, d.d_kv_a, rkv, x, D, 1.0f, g->kv_a_proj_with_mqa, D);
+    linear_matmul(w->compute, be, 1, 0, dr, D, N, 1.0f, d.d_k_pe, dr, x, D, 1.0f, g_pe, D);
 
     /* q path. */
     if (rq > 0) {
-        be->matmul(be, 0, 0, N, rq, QD, 1.0f, d.d_q, QD, w->q_b_proj, rq, 0.0f, d.d_q_a_normed, rq);
-        be->matmul(be, 1, 0, QD, rq, N, 1.0f, d.d_q, QD, a.q_a_normed, rq, 1.0f, g->q_b_proj, rq);
+        linear_matmul(w->compute, be, 0, 0, N, rq, QD, 1.0f, d.d_q, QD, w->q_b_proj, rq, 0.0f, d.d_q_a_normed, rq);
+        linear_matmul(w->compute, be, 1, 0, QD, rq, N, 1.0f, d.d_q, QD, a.q_a_normed, rq, 1.0f, g->q_b_proj, rq);
         be->rmsnorm_backward(be, d.d_q_a, g->q_a_layernorm, d.d_q_a_normed, a.q_a, w->q_a_layernorm, a.q_a_rstd, N,
                              rq);
-        be->matmul(be, 0, 0, N, D, rq, 1.0f, d.d_q_a, rq, w->q_a_proj, D, 1.0f, dx, D);
-        be->matmul(be, 1, 0, rq, D, N, 1.0f, d.d_q_a, rq, x, D, 1.0f, g->q_a_proj, D);
+        linear_matmul(w->compute, be, 0, 0, N, D, rq, 1.0f, d.d_q_a, rq, w->q_a_proj, D, 1.0f, dx, D);
+        linear_matmul(w->compute, be, 1, 0, rq, D, N, 1.0f, d.d_q_a, rq, x, D, 1.0f, g->q_a_proj, D);
     } else {
-        be->matmul(be, 0, 0, N, D, QD, 1.0f, d.d_q, QD, w->q_proj, D, 1.0f, dx, D);
-        be->matmul(be, 1, 0, QD, D, N, 1.0f, d.d_q, QD, x, D, 1.0f, g->q_proj, D);
+        linear_matmul(w->compute, be, 0, 0, N, D, QD, 1.0f, d.d_q, QD, w->q_proj, D, 1.0f, dx, D);
+        linear_matmul(w->compute, be, 1, 0, QD, D, N, 1.0f, d.d_q, QD, x, D, 1.0f, g->q_proj, D);
     }
     return GRPO_OK;
 }

@@ -48,26 +48,26 @@ grpo_status mla_decode_blocked(backend *be, const mla_config *cfg, const mla_wei
 
     /* Queries, as in training: [T, H, Dqk], q_pe rotated. */
     if (rq > 0) {
-        mla_linear(be, d.q_a, rq, x, D, w->q_a_proj, T, D, rq, 0.0f);
+        mla_linear(w->compute, be, d.q_a, rq, x, D, w->q_a_proj, T, D, rq, 0.0f);
         be->rmsnorm_forward(be, d.q_a_normed, d.q_a_rstd, d.q_a, w->q_a_layernorm, T, rq, eps);
-        mla_linear(be, d.q, QD, d.q_a_normed, rq, w->q_b_proj, T, rq, QD, 0.0f);
+        mla_linear(w->compute, be, d.q, QD, d.q_a_normed, rq, w->q_b_proj, T, rq, QD, 0.0f);
     } else {
-        mla_linear(be, d.q, QD, x, D, w->q_proj, T, D, QD, 0.0f);
+        mla_linear(w->compute, be, d.q, QD, x, D, w->q_proj, T, D, QD, 0.0f);
     }
     be->rope(be, d.q + dn, T, H, Dqk, dr, d.positions, cos, sin, 1, 0);
 
     /* Append the new tokens: latent c = kv_a_layernorm(kv_a) and the rotated k_pe go
      * straight into the cache rows n_cached .. L-1. */
     float *new_latent = cache_latent + (size_t)n_cached * rkv, *new_rope = cache_rope + (size_t)n_cached * dr;
-    mla_linear(be, d.kv_a, rkv, x, D, w->kv_a_proj_with_mqa, T, D, rkv, 0.0f);
+    mla_linear(w->compute, be, d.kv_a, rkv, x, D, w->kv_a_proj_with_mqa, T, D, rkv, 0.0f);
     be->rmsnorm_forward(be, new_latent, d.kv_a_rstd, d.kv_a, w->kv_a_layernorm, T, rkv, eps);
-    mla_linear(be, new_rope, dr, x, D, w->kv_a_proj_with_mqa + (size_t)rkv * D, T, D, dr, 0.0f);
+    mla_linear(w->compute, be, new_rope, dr, x, D, w->kv_a_proj_with_mqa + (size_t)rkv * D, T, D, dr, 0.0f);
     be->rope(be, new_rope, T, 1, dr, dr, d.positions, cos, sin, 1, 0);
 
     /* Absorb W_UK: q_absorbed[:, h] = q_nope[:, h] W_UK[h]  ([T, nope] x [nope, kv_lora]). */
     for (int h = 0; h < H; h++) {
         const float *wk = w->kv_b_proj + (size_t)h * (dn + dv) * rkv;
-        be->matmul(be, 0, 0, T, rkv, dn, 1.0f, d.q + (size_t)h * Dqk, QD, wk, rkv, 0.0f,
+        linear_matmul(w->compute, be, 0, 0, T, rkv, dn, 1.0f, d.q + (size_t)h * Dqk, QD, wk, rkv, 0.0f,
                    d.q_absorbed + (size_t)h * rkv, AD);
     }
 
@@ -101,8 +101,8 @@ grpo_status mla_decode_blocked(backend *be, const mla_config *cfg, const mla_wei
     /* Apply W_UV per head: att[:, h] = o_latent[:, h] W_UV[h]^T, then o_proj. */
     for (int h = 0; h < H; h++) {
         const float *wv = w->kv_b_proj + ((size_t)h * (dn + dv) + dn) * rkv;
-        mla_linear(be, d.att + (size_t)h * dv, VD, d.q_absorbed + (size_t)h * rkv, AD, wv, T, rkv, dv, 0.0f);
+        mla_linear(w->compute, be, d.att + (size_t)h * dv, VD, d.q_absorbed + (size_t)h * rkv, AD, wv, T, rkv, dv, 0.0f);
     }
-    mla_linear(be, out, D, d.att, VD, w->o_proj, T, VD, D, 0.0f);
+    mla_linear(w->compute, be, out, D, d.att, VD, w->o_proj, T, VD, D, 0.0f);
     return GRPO_OK;
 }

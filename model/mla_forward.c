@@ -25,18 +25,18 @@ grpo_status mla_forward(backend *be, const mla_config *cfg, const mla_weights *w
     /* q = q_b_proj(q_a_layernorm(q_a_proj(x))) or q_proj(x): [N, H, Dqk]; rotate q_pe
      * (interleaved pairs, HF apply_rotary_pos_emb_interleave). */
     if (rq > 0) {
-        mla_linear(be, a.q_a, rq, x, D, w->q_a_proj, N, D, rq, 0.0f);
+        mla_linear(w->compute, be, a.q_a, rq, x, D, w->q_a_proj, N, D, rq, 0.0f);
         be->rmsnorm_forward(be, a.q_a_normed, a.q_a_rstd, a.q_a, w->q_a_layernorm, N, rq, eps);
-        mla_linear(be, a.q, QD, a.q_a_normed, rq, w->q_b_proj, N, rq, QD, 0.0f);
+        mla_linear(w->compute, be, a.q, QD, a.q_a_normed, rq, w->q_b_proj, N, rq, QD, 0.0f);
     } else {
-        mla_linear(be, a.q, QD, x, D, w->q_proj, N, D, QD, 0.0f);
+        mla_linear(w->compute, be, a.q, QD, x, D, w->q_proj, N, D, QD, 0.0f);
     }
     be->rope(be, a.q + dn, N, H, Dqk, dr, positions, cos, sin, 1, 0);
 
     /* kv_a_proj_with_mqa(x) = [kv_a (kv_lora_rank), k_pe (rope)]: two products over its
      * two blocks of rows, so each lands contiguous. */
-    mla_linear(be, a.kv_a, rkv, x, D, w->kv_a_proj_with_mqa, N, D, rkv, 0.0f);
-    mla_linear(be, a.k_pe, dr, x, D, w->kv_a_proj_with_mqa + (size_t)rkv * D, N, D, dr, 0.0f);
+    mla_linear(w->compute, be, a.kv_a, rkv, x, D, w->kv_a_proj_with_mqa, N, D, rkv, 0.0f);
+    mla_linear(w->compute, be, a.k_pe, dr, x, D, w->kv_a_proj_with_mqa + (size_t)rkv * D, N, D, dr, 0.0f);
     be->rmsnorm_forward(be, a.latent, a.kv_a_rstd, a.kv_a, w->kv_a_layernorm, N, rkv, eps);
     be->rope(be, a.k_pe, N, 1, dr, dr, positions, cos, sin, 1, 0);
 
@@ -46,13 +46,13 @@ grpo_status mla_forward(backend *be, const mla_config *cfg, const mla_weights *w
     mla_write_identity(be, a.identity, dr);
     for (int h = 0; h < H; h++) {
         const float *wk = w->kv_b_proj + (size_t)h * (dn + dv) * rkv, *wv = wk + (size_t)dn * rkv;
-        if (dn > 0) mla_linear(be, a.k + (size_t)h * Dqk, QD, a.latent, rkv, wk, N, rkv, dn, 0.0f);
-        mla_linear(be, a.v + (size_t)h * dv, VD, a.latent, rkv, wv, N, rkv, dv, 0.0f);
+        if (dn > 0) mla_linear(w->compute, be, a.k + (size_t)h * Dqk, QD, a.latent, rkv, wk, N, rkv, dn, 0.0f);
+        mla_linear(w->compute, be, a.v + (size_t)h * dv, VD, a.latent, rkv, wv, N, rkv, dv, 0.0f);
         be->matmul(be, 0, 0, N, dr, dr, 1.0f, a.k_pe, dr, a.identity, dr, 0.0f, a.k + (size_t)h * Dqk + dn, QD);
     }
 
     /* softmax(q k^T * softmax_scale, causal) v, then o_proj. */
     be->attention_forward(be, a.att, a.lse, a.q, a.k, a.v, B, T, H, H, Dqk, dv, cfg->softmax_scale);
-    mla_linear(be, out, D, a.att, VD, w->o_proj, N, VD, D, 0.0f);
+    mla_linear(w->compute, be, out, D, a.att, VD, w->o_proj, N, VD, D, 0.0f);
     return GRPO_OK;
 }

@@ -100,9 +100,9 @@ void mla_write_identity(backend *be, float *dst, int n);
 
 /* y[N, out] = x[N, in] W^T + beta y; W: [out, in] (a Linear layer's weight, or a block of
  * consecutive rows of one); x and y rows are ldx and ldy apart. */
-static inline void mla_linear(backend *be, float *y, int ldy, const float *x, int ldx, const float *W, int N,
-                              int in, int out, float beta) {
-    be->matmul(be, 0, 1, N, out, in, 1.0f, x, ldx, W, in, beta, y, ldy);
+static inline void mla_linear(linear *lin, backend *be, float *y, int ldy, const float *x, int ldx, const float *W,
+                              int N, int in, int out, float beta) {
+    linear_forward(lin, be, y, ldy, x, ldx, W, N, in, out, beta);
 }
 
 #endif

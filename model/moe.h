@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "core/backend.h"
+#include "model/linear.h"
 
 typedef enum { MOE_SCORING_SIGMOID = 0, MOE_SCORING_SOFTMAX = 1 } moe_scoring;
 
@@ -58,6 +59,8 @@ typedef struct {
     float *shared_gate_proj;       /* [n_shared * moe_inter, hidden]  shared_experts.gate_proj.weight */
     float *shared_up_proj;
     float *shared_down_proj;       /* [hidden, n_shared * moe_inter] */
+    linear *compute;               /* the experts' precision (model/linear.h); NULL: fp32.
+                                    * The gate always multiplies in float32. */
 } moe_weights;
 
 /* Per-layer routing statistics of the last forward (host memory, owned by the layer

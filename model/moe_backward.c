@@ -5,10 +5,10 @@
 #include "model/moe_impl.h"
 
 /* dx[N, in] = dy W (beta 0 writes, 1 adds); dW[out, in] += dy^T x; y = x W^T, W: [out, in]. */
-static void linear_backward(backend *be, float *dx, float dx_beta, float *dW, const float *dy, const float *x,
-                            const float *W, int N, int in, int out) {
-    be->matmul(be, 0, 0, N, in, out, 1.0f, dy, out, W, in, dx_beta, dx, in);
-    be->matmul(be, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+/* At lin's precision (model/linear.h; NULL: fp32). */
+static void proj_backward(linear *lin, backend *be, float *dx, float dx_beta, float *dW, const float *dy,
+                          const float *x, const float *W, int N, int in, int out) {
+    linear_backward(lin, be, dx, dx_beta, dW, dy, x, W, N, in, out);
 }
 
 grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, const float *x, const float *dout,
@@ -23,10 +23,10 @@ grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, con
 
     /* shared experts: out = down(silu(x Wg^T) * (x Wu^T)) */
     if (IS > 0) {
-        linear_backward(be, l->ds_act, 0.0f, g->shared_down_proj, dout, l->s_act, w->shared_down_proj, N, IS, H);
+        proj_backward(w->compute, be, l->ds_act, 0.0f, g->shared_down_proj, dout, l->s_act, w->shared_down_proj, N, IS, H);
         be->swiglu_backward(be, l->ds_gate, l->ds_up, l->ds_act, l->s_gate, l->s_up, (size_t)N * IS);
-        linear_backward(be, dx, 0.0f, g->shared_gate_proj, l->ds_gate, x, w->shared_gate_proj, N, H, IS);
-        linear_backward(be, dx, 1.0f, g->shared_up_proj, l->ds_up, x, w->shared_up_proj, N, H, IS);
+        proj_backward(w->compute, be, dx, 0.0f, g->shared_gate_proj, l->ds_gate, x, w->shared_gate_proj, N, H, IS);
+        proj_backward(w->compute, be, dx, 1.0f, g->shared_up_proj, l->ds_up, x, w->shared_up_proj, N, H, IS);
     } else {
         be->zero(be, dx, (size_t)N * H * sizeof(float));
     }
@@ -39,7 +39,7 @@ grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, con
     for (int e = 0; e < E; e++) {
         int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
         if (n == 0) continue;
-        linear_backward(be, l->d_act + (size_t)r0 * I, 0.0f, g->experts_down_proj[e], l->d_rows + (size_t)r0 * H,
+        proj_backward(w->compute, be, l->d_act + (size_t)r0 * I, 0.0f, g->experts_down_proj[e], l->d_rows + (size_t)r0 * H,
                         l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H);
     }
     be->swiglu_backward(be, l->d_gate, l->d_up, l->d_act, l->h_gate, l->h_up, (size_t)NK * I);
@@ -49,9 +49,9 @@ grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, con
         if (n == 0) continue;
         float *dxs = l->d_rows + (size_t)r0 * H;
         const float *xs = l->xs + (size_t)r0 * H;
-        linear_backward(be, dxs, 0.0f, g->experts_gate_proj[e], l->d_gate + (size_t)r0 * I, xs,
+        proj_backward(w->compute, be, dxs, 0.0f, g->experts_gate_proj[e], l->d_gate + (size_t)r0 * I, xs,
                         w->experts_gate_proj[e], n, H, I);
-        linear_backward(be, dxs, 1.0f, g->experts_up_proj[e], l->d_up + (size_t)r0 * I, xs, w->experts_up_proj[e], n,
+        proj_backward(w->compute, be, dxs, 1.0f, g->experts_up_proj[e], l->d_up + (size_t)r0 * I, xs, w->experts_up_proj[e], n,
                         H, I);
     }
     moe_scatter_add(l, dx, l->d_rows, N, 0);
@@ -59,6 +59,6 @@ grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, con
     /* gate: d logits from the routing weights (+ balance loss), then logits = x gate^T */
     moe_route_backward(c, l->scores_h, l->topk_idx, l->dweight_h, B, T, 1.0, l->dlogits_h, l->dscore, l->counts);
     be->to_device(be, l->dlogits, l->dlogits_h, (size_t)N * E * sizeof(float));
-    linear_backward(be, dx, 1.0f, g->gate, l->dlogits, x, w->gate, N, H, E);
+    proj_backward(NULL, be, dx, 1.0f, g->gate, l->dlogits, x, w->gate, N, H, E);
     return GRPO_OK;
 }

@@ -6,9 +6,10 @@
 
 #include <string.h>
 
-/* y[N, out] = x[N, in] W^T; beta = 1 adds into y. */
-static void linear(backend *be, float *y, const float *x, const float *W, int N, int in, int out, float beta) {
-    be->matmul(be, 0, 1, N, out, in, 1.0f, x, in, W, in, beta, y, out);
+/* y[N, out] = x[N, in] W^T at lin's precision (NULL: fp32); beta = 1 adds into y. */
+static void proj(linear *lin, backend *be, float *y, const float *x, const float *W, int N, int in, int out,
+                 float beta) {
+    linear_forward(lin, be, y, out, x, in, W, N, in, out, beta);
 }
 
 grpo_status moe_check_weights(const moe_layer *l, const moe_weights *w, const char *what) {
@@ -36,7 +37,7 @@ grpo_status moe_forward(moe_layer *l, const moe_weights *w, const float *x, int 
     int NK = N * c->num_experts_per_tok;
 
     /* routing: logits [N, E] = x gate^T in float32 (HF computes the router in float32) */
-    linear(be, l->logits, x, w->gate, N, H, E, 0.0f);
+    proj(NULL, be, l->logits, x, w->gate, N, H, E, 0.0f);
     be->to_host(be, l->logits_h, l->logits, (size_t)N * E * sizeof(float));
     if (w->e_score_correction_bias)
         be->to_host(be, l->bias_h, w->e_score_correction_bias, (size_t)E * sizeof(float));
@@ -51,22 +52,22 @@ grpo_status moe_forward(moe_layer *l, const moe_weights *w, const float *x, int 
     for (int e = 0; e < E; e++) {
         int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
         if (n == 0) continue;
-        linear(be, l->h_gate + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_gate_proj[e], n, H, I, 0.0f);
-        linear(be, l->h_up + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_up_proj[e], n, H, I, 0.0f);
+        proj(w->compute, be, l->h_gate + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_gate_proj[e], n, H, I, 0.0f);
+        proj(w->compute, be, l->h_up + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_up_proj[e], n, H, I, 0.0f);
     }
     be->swiglu_forward(be, l->act, l->h_gate, l->h_up, (size_t)NK * I);
     for (int e = 0; e < E; e++) {
         int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
         if (n == 0) continue;
-        linear(be, l->y_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H, 0.0f);
+        proj(w->compute, be, l->y_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H, 0.0f);
     }
 
     /* out = shared(x) + sum_k weight_k y_k */
     if (IS > 0) {
-        linear(be, l->s_gate, x, w->shared_gate_proj, N, H, IS, 0.0f);
-        linear(be, l->s_up, x, w->shared_up_proj, N, H, IS, 0.0f);
+        proj(w->compute, be, l->s_gate, x, w->shared_gate_proj, N, H, IS, 0.0f);
+        proj(w->compute, be, l->s_up, x, w->shared_up_proj, N, H, IS, 0.0f);
         be->swiglu_forward(be, l->s_act, l->s_gate, l->s_up, (size_t)N * IS);
-        linear(be, out, l->s_act, w->shared_down_proj, N, IS, H, 0.0f);
+        proj(w->compute, be, out, l->s_act, w->shared_down_proj, N, IS, H, 0.0f);
     } else {
         be->zero(be, out, (size_t)N * H * sizeof(float));
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "model/linear.h"
 
 void param_set_init(param_set *ps, backend *be) {
     memset(ps, 0, sizeof *ps);
@@ -15,6 +16,7 @@ void param_set_init(param_set *ps, backend *be) {
 
 void param_set_deinit(param_set *ps) {
     if (!ps) return;
+    linear_free(ps->compute);
     if (ps->be) {
         ps->be->free(ps->be, ps->data);
         ps->be->free(ps->be, ps->grad);
@@ -61,7 +63,7 @@ grpo_status param_set_alloc(param_set *ps) {
     if (!ps->data)
         return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate %zu parameters (%.1f MiB) on backend %s", ps->total,
                          ps->total * 4.0 / (1 << 20), ps->be->name);
-    return GRPO_OK;
+    return linear_create(ps, &ps->compute);
 }
 
 grpo_status param_set_alloc_grad(param_set *ps) {
@@ -182,6 +184,7 @@ grpo_status param_set_load(param_set *ps, const st_file *f, int (*optional_missi
         s = grpo_fail(GRPO_ERR_NOTFOUND, "tensor %s is missing from the file", ps->views[v].name);
     }
 done:
+    param_set_touch(ps);
     free(ix.slots);
     free(seen);
     free(host);
@@ -236,5 +239,6 @@ void param_set_init_normal(param_set *ps, uint64_t seed, float std) {
         }
         ps->be->to_device(ps->be, ps->data + pv->offset, host, pv->numel * sizeof(float));
     }
+    param_set_touch(ps);
     free(host);
 }

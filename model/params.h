@@ -31,6 +31,9 @@ typedef struct {
     int count;
     int capacity;
     param_view *views;
+    uint64_t version;             /* bumped by param_set_touch whenever the values change */
+    struct linear *compute;       /* the projections' compute precision and rounded weight
+                                   * copies (model/linear.h); made by param_set_alloc, owned */
 } param_set;
 
 /* Declaring: add views in order, then allocate once. */
@@ -42,6 +45,9 @@ int param_set_add(param_set *ps, const char *name, int ndim, const int64_t *shap
 grpo_status param_set_alloc(param_set *ps);
 grpo_status param_set_alloc_grad(param_set *ps);
 void param_set_zero_grad(param_set *ps);
+/* Says the values changed (an optimizer step, a load, any direct write): the compute
+ * copies of model/linear.h are remade on their next use. */
+static inline void param_set_touch(param_set *ps) { ps->version++; }
 float *param_ptr(const param_set *ps, int view);        /* backend pointer to the view's values */
 float *param_grad_ptr(const param_set *ps, int view);   /* backend pointer to its gradient */
 int param_find(const param_set *ps, const char *name);  /* -1 when absent */
