@@ -160,6 +160,7 @@ grpo_status optim_step(optim *o, double lr, double *grad_norm) {
         GRPO_TRY(gather_shards(o, ps->data + o->shard_lo));
         be->copy(be, ps->data, o->gather, ps->total * sizeof(float));
     }
+    param_set_touch(ps);   /* the bf16/fp8 compute copies (model/linear.h) are remade on next use */
     return GRPO_OK;
 }
 
