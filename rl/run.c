@@ -76,7 +76,7 @@ static grpo_status create_preset(const run_config *c, backend *be, const char *p
     return lm_create_random(be, json, len, origin, seed, model);
 }
 
-static grpo_status open_model(const run_ctx *r, model_source m, lm **model) {
+static grpo_status open_model_weights(const run_ctx *r, model_source m, lm **model) {
     const run_config *c = r->c;
     char dir[PATH_MAX];
     if (m.stage >= 0) {
@@ -87,6 +87,17 @@ static grpo_status open_model(const run_ctx *r, model_source m, lm **model) {
         return c->model.path ? lm_load_dir(r->be, c->model.path, model) : create_preset(c, r->be, c->model.preset, model);
     if (preset_find(m.name, NULL)) return create_preset(c, r->be, m.name, model);
     return lm_load_dir(r->be, m.name, model);
+}
+
+/* Opens a model at the run's compute precision (run.precision; model/linear.h). */
+static grpo_status open_model(const run_ctx *r, model_source m, lm **model) {
+    GRPO_TRY(open_model_weights(r, m, model));
+    grpo_status s = lm_set_precision(*model, (quant_precision)r->c->run.precision);
+    if (s) {
+        lm_free(*model);
+        *model = NULL;
+    }
+    return s;
 }
 
 /* Opens a model that will be trained: gradients allocated, vocabulary checked. */

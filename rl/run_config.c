@@ -13,6 +13,7 @@
 
 const char *const stage_kind_names[] = {"sft", "grpo", "pretrain", "rejection", "distill", "eval", NULL};
 static const char *const backend_names[] = {"cpu", "cuda", NULL};
+static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};   /* QUANT_* of core/quant.h */
 static const char *const source_names[] = {"file", "arith", "countdown", NULL};
 static const char *const split_names[] = {"all", "train", "held_out", NULL};   /* DATA_SPLIT_* */
 
@@ -23,6 +24,8 @@ static const cfg_field run_schema[] = {
     CFG_FIELD_INT(run_section, threads, "threads", 0, 4096, "CPU threads (0: all cores)"),
     CFG_FIELD_BOOL(run_section, resume, "resume", "continue from the newest checkpoint"),
     CFG_FIELD_ENUM(run_section, backend, "backend", backend_names, "cpu or cuda"),
+    CFG_FIELD_ENUM(run_section, precision, "precision", precision_names,
+                   "compute precision of the projections in training and rollouts: fp32, bf16 or fp8"),
     CFG_END,
 };
 

@@ -17,6 +17,7 @@ typedef struct {
     int threads;               /* CPU threads, 0 = all cores */
     int resume;                /* continue from the newest checkpoint when the run exists */
     int backend;               /* 0 cpu, 1 cuda */
+    int precision;             /* compute precision of the projections: quant_precision (core/quant.h) */
 } run_section;
 
 typedef struct {

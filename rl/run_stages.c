@@ -208,7 +208,13 @@ static grpo_status load_reference(const char *run_dir, const stage_section *st, 
         GRPO_TRY(fs_mkdirs(dir));
         GRPO_TRY(lm_save(model, dir));
     }
-    return lm_load_dir(be, dir, ref);
+    GRPO_TRY(lm_load_dir(be, dir, ref));
+    grpo_status s = lm_set_precision(*ref, lm_get_precision(model));   /* the policy's compute precision */
+    if (s) {
+        lm_free(*ref);
+        *ref = NULL;
+    }
+    return s;
 }
 
 static void copy_eval(run_eval *dst, const eval_summary *es) {
