@@ -26,6 +26,7 @@ static void usage(FILE *f) {
                "  --max-tokens N     completion tokens at most (default 256)\n"
                "  --max-problems N   use the first N lines (default all)\n"
                "  --seed S           (default 0)\n"
+               "  --precision P      compute precision of the projections: fp32 (default), bf16, fp8\n"
                "  --tokenizer DIR    (default: the model directory, else the built-in vocabulary)\n");
 }
 
@@ -34,6 +35,7 @@ int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *reward = "accuracy", *tmpl = template_r1_zero, *tok_dir = NULL, *v;
     int64_t k = 8, max_tokens = 256, max_problems = 0, seed = 0, top_k = 0;
     double temperature = 1.0, top_p = 1.0;
+    quant_precision precision = QUANT_FP32;
     for (int i = 1; i < argc; i++) {
         int m;
 #define FLAG(name) ((m = arg_match(argc, argv, &i, name, &v)) != 0)
@@ -48,6 +50,13 @@ int cmd_eval(int argc, char **argv) {
         else if (FLAG("--seed")) { if (m < 0 || !arg_int("eval", "--seed", v, 0, INT64_MAX, &seed)) return 2; }
         else if (FLAG("--top-k")) { if (m < 0 || !arg_int("eval", "--top-k", v, 0, 1 << 30, &top_k)) return 2; }
         else if (FLAG("--temperature")) { if (m < 0 || !arg_double("eval", "--temperature", v, 0, 100, &temperature)) return 2; }
+        else if (FLAG("--precision")) {
+            if (m < 0) return 2;
+            if (quant_precision_parse(v, "--precision", &precision)) {
+                fprintf(stderr, "grpo eval: %s\n", grpo_error_message());
+                return 2;
+            }
+        }
         else if (FLAG("--top-p")) { if (m < 0 || !arg_double("eval", "--top-p", v, 1e-9, 1, &top_p)) return 2; }
         else { fprintf(stderr, "grpo eval: unknown option '%s'\n", argv[i]); return 2; }
 #undef FLAG
@@ -78,6 +87,7 @@ int cmd_eval(int argc, char **argv) {
     char probe[4096];
     snprintf(probe, sizeof probe, "%s/tokenizer.json", model_dir);
     grpo_status s = lm_load_dir(be, model_dir, &model);
+    if (!s) s = lm_set_precision(model, precision);
     if (!s) s = tok_dir ? tokenizer_load_dir(tok_dir, &tok)
                         : fs_exists(probe) ? tokenizer_load_dir(model_dir, &tok) : tokenizer_builtin_create(&tok);
     if (!s) s = problem_set_load(data, tok, tmpl, model->max_position_embeddings - (int)max_tokens, &ps);

@@ -40,6 +40,7 @@ static void usage(FILE *f) {
             "  --max-num-seqs N    sequences decoding at once (default 64)\n"
             "  --cache-mib X       cache pool size (default 256)\n"
             "  --threads N         CPU threads (default: OpenMP's)\n"
+            "  --precision P       compute precision of the projections: fp32 (default), bf16, fp8\n"
             "  --speculative-mtp   the model's MTP module drafts, the main model verifies (same output)\n",
             ROLLOUT_MAX_STOP);
 }
@@ -160,6 +161,7 @@ int cmd_sample(int argc, char **argv) {
     double temperature = 1, top_p = 1, min_p = 0, cache_mib = 256;
     const char *stops[ROLLOUT_MAX_STOP];
     int n_stop = 0, speculative = 0;
+    quant_precision precision = QUANT_FP32;
     for (int i = 1; i < argc; i++) {
         int m;
         if ((m = arg_match(argc, argv, &i, "--model", &value))) { if (m < 0) return 2; model_dir = value; }
@@ -186,6 +188,12 @@ int cmd_sample(int argc, char **argv) {
             if (m < 0 || !arg_double("sample", "--cache-mib", value, 1e-3, 1e9, &cache_mib)) return 2;
         } else if ((m = arg_match(argc, argv, &i, "--threads", &value))) {
             if (m < 0 || !arg_int("sample", "--threads", value, 1, 4096, &threads)) return 2;
+        } else if ((m = arg_match(argc, argv, &i, "--precision", &value))) {
+            if (m < 0) return 2;
+            if (quant_precision_parse(value, "--precision", &precision)) {
+                fprintf(stderr, "grpo sample: %s\n", grpo_error_message());
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--speculative-mtp")) {
             speculative = 1;
         } else if ((m = arg_match(argc, argv, &i, "--stop", &value))) {
@@ -216,6 +224,7 @@ int cmd_sample(int argc, char **argv) {
     jsonl_writer *w = NULL;
     dataset d = {0};
     grpo_status s = lm_load_dir(be, model_dir, &model);
+    if (!s) s = lm_set_precision(model, precision);
     if (!s) s = tokenizer_load_dir(model_dir, &tok);
     if (!s) s = load(data, tmpl, &d);
     rollout_config cfg;
