@@ -49,8 +49,9 @@ grpo_status run_stage_distill(const run_ctx *r, int index, lm *teacher, lm *stud
  * accuracy when it has none). */
 grpo_status run_evaluate(const run_ctx *r, const stage_section *st, const char *dataset, lm *model, run_eval *out);
 
-/* The metrics sink trainers report to (ctx: a run_ctx). */
+/* The metrics and rollouts sinks trainers report to (ctx: a run_ctx). */
 void run_put_metrics(void *ctx, int step, int n, const char *const *names, const double *values);
+void run_put_rollouts(void *ctx, int step, int n, const store_rollout *rows);
 
 /* A stage summary as JSON (for summary.json and the run store), and back. */
 json_t *run_stage_summary_to_json(const run_stage_summary *st);

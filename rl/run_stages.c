@@ -24,6 +24,21 @@ void run_put_metrics(void *ctx, int step, int n, const char *const *names, const
         log_warn("run store: %s", grpo_error_message());
 }
 
+void run_put_rollouts(void *ctx, int step, int n, const store_rollout *rows) {
+    const run_ctx *r = ctx;
+    if (!r->db || n <= 0) return;
+    store_rollout *own = malloc((size_t)n * sizeof *own);
+    if (!own) return;
+    for (int i = 0; i < n; i++) {
+        own[i] = rows[i];
+        own[i].run_id = r->run_id;
+        own[i].stage = r->stage;
+        own[i].step = step;
+    }
+    if (store_put_rollouts(r->db, n, own) != GRPO_OK) log_warn("run store: %s", grpo_error_message());
+    free(own);
+}
+
 void run_stage_data_path(const run_ctx *r, const char *stage, char *path, size_t size) {
     snprintf(path, size, "%s/data/%s.jsonl", r->run_dir, stage);
 }
@@ -92,7 +107,7 @@ static train_run train_run_of(const run_ctx *r, int index) {
     const stage_section *st = &r->c->stages[index];
     train_run run = {.run_dir = r->run_dir, .tokenizer_dir = r->tok_dir, .stage_name = st->name,
                      .stage_index = index, .step_offset = steps_before(r->c, index), .resume = r->c->run.resume,
-                     .pad_id = pad_id_of(r->tok), .on_metrics = run_put_metrics, .ctx = (void *)r,
+                     .pad_id = pad_id_of(r->tok), .on_metrics = run_put_metrics, .on_rollouts = run_put_rollouts, .ctx = (void *)r,
                      .quiet = r->quiet};
     return run;
 }
@@ -187,6 +202,7 @@ static grpo_config run_config_grpo(const run_config *c, const stage_section *st)
     g.dynamic_sampling = st->dynamic_sampling;
     g.bias_update_gamma = st->bias_update_gamma;
     g.logging_steps = st->logging_steps;
+    g.log_rollouts_per_step = st->log_rollouts_per_step;
     g.eval_steps = st->eval_steps;
     g.save_steps = st->save_steps;
     g.save_total_limit = st->save_total_limit;
