@@ -53,8 +53,9 @@ rejection_options rejection_options_default(void);
 grpo_status rejection_options_validate(const rejection_options *o);
 
 /* Every sample lands in exactly one of wrong, rejected_truncated, rejected_format,
- * duplicates, capped and kept, in that order of checks:
- *   samples = wrong + rejected_truncated + rejected_format + duplicates + capped + kept. */
+ * rejected_encoding, duplicates, capped and kept, in that order of checks:
+ *   samples = wrong + rejected_truncated + rejected_format + rejected_encoding
+ *             + duplicates + capped + kept. */
 typedef struct {
     int prompts;                  /* problems sampled */
     int64_t samples;              /* completions drawn: prompts * N */
@@ -65,6 +66,7 @@ typedef struct {
     int64_t wrong;                /* not correct (scoring errors included) */
     int64_t rejected_truncated;   /* correct but cut at max_completion_length (keep_truncated 0) */
     int64_t rejected_format;      /* correct but not well formatted (require_format 1) */
+    int64_t rejected_encoding;    /* correct but not valid UTF-8 (JSON cannot hold it) */
     int64_t duplicates;           /* otherwise kept, but the same text as an earlier kept
                                      completion of the same prompt */
     int64_t capped;               /* otherwise kept, beyond max_kept_per_prompt */
@@ -85,7 +87,7 @@ typedef struct {
  * accuracy, countdown or code; a sample is correct when its verdict is), filters, and
  * writes out_path (SFT JSONL, temp file + fsync + rename; the file's directory must
  * exist). Kept lines come in problem order, each problem's in sample order; mixed lines
- * are spread evenly among them (a seeded interleave). Each kept line is
+ * are spread evenly among them. Each kept line is
  *   {"prompt": <rendered prompt>, "response": <completion text>, "id": <the problem's
  *    "id" when it has one>, "source": "rejection"}
  * and each mixed line is its input line with "prompt" rendered through prompt_template and
