@@ -1,30 +1,45 @@
-/* `grpo run CONFIG.yaml [--set k=v ...]`: run the stages of a config. */
+/* `grpo run CONFIG.yaml [--set k=v ...] [--quiet] [--log-every N]`: run the stages of a config. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
+#include "core/progress.h"
 #include "rl/run.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: grpo run CONFIG.yaml [--set key.path=value ...]\n\n"
+    fprintf(f, "usage: grpo run CONFIG.yaml [--set key.path=value ...] [--quiet] [--log-every N]\n\n"
                "Runs the stages of a run configuration (see configs/ and configs/README.md) in\n"
                "OUTPUT_DIR/NAME: run.db (metrics), data/, tokenizer/, ckpt/step-N/, summary.json.\n"
                "An existing run resumes from its newest checkpoint (run.resume: true, the default).\n"
-               "--set overrides any key, e.g. --set stages[0].max_steps=50 --set run.name=try2.\n");
+               "--set overrides any key, e.g. --set stages[0].max_steps=50 --set run.name=try2.\n"
+               "While training, a live line shows step, phase, reward, accuracy, KL, tokens/s and\n"
+               "ETA: redrawn in place on a terminal, one line per logged step otherwise.\n"
+               "  --quiet        print only errors and the final summary\n"
+               "  --log-every N  log metrics and the live line every N steps (overrides every\n"
+               "                 stage's logging_steps)\n");
 }
 
 int cmd_run(int argc, char **argv) {
     if (cmd_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *config = NULL, *value;
     const char **overrides = calloc((size_t)argc, sizeof *overrides);
-    int n_overrides = 0;
+    int n_overrides = 0, quiet = 0;
+    int64_t log_every = 0;
     for (int i = 1; i < argc; i++) {
         int m;
         if ((m = arg_match(argc, argv, &i, "--set", &value))) {
             if (m < 0) { free(overrides); return 2; }
             overrides[n_overrides++] = value;
+        } else if ((m = arg_match(argc, argv, &i, "--log-every", &value))) {
+            if (m < 0 || !arg_int("run", "--log-every", value, 1, 1000000000, &log_every)) {
+                free(overrides);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+            quiet = 1;
         } else if (argv[i][0] == '-' || config) {
             fprintf(stderr, "grpo run: unexpected argument '%s'\n", argv[i]);
             free(overrides);
@@ -40,6 +55,11 @@ int cmd_run(int argc, char **argv) {
     if (s) {
         fprintf(stderr, "grpo run: %s\n", grpo_error_message());
         return grpo_exit_code(s);
+    }
+    for (int i = 0; i < c->n_stages && log_every > 0; i++) c->stages[i].logging_steps = (int)log_every;
+    if (quiet) {
+        log_set_level(LOG_ERROR);
+        progress_set_quiet(1);
     }
     run_summary summary;
     s = run_execute(c, &summary);

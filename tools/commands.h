@@ -17,6 +17,8 @@ int cmd_run(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 /* True when argv holds --help or -h. */
 int cmd_wants_help(int argc, char **argv);

@@ -13,6 +13,8 @@ static const command commands[] = {
     {"verify", "JSONL in, verdicts out: math, code, countdown, format", cmd_verify},
     {"sample", "G sampled completions per dataset line, as JSONL", cmd_sample},
     {"eval", "pass@1, pass@k, maj@k of a model on a JSONL problem set", cmd_eval},
+    {"report", "HTML report of one or more runs: plots per stage, tables, config", cmd_report},
+    {"inspect", "rollouts, rewards, verdicts and advantages from a run's store", cmd_inspect},
     {"info", "version, backends compiled in, devices seen", cmd_info},
 };
 enum { NUM_COMMANDS = sizeof commands / sizeof commands[0] };
