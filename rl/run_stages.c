@@ -13,7 +13,10 @@
 #include "data/template.h"
 #include "rl/checkpoint.h"
 #include "rl/grpo_train.h"
+#include "rl/distill.h"
+#include "rl/grpo_rollout.h"
 #include "rl/problems.h"
+#include "rl/rejection.h"
 #include "rl/run_impl.h"
 #include "rl/sft.h"
 
@@ -308,20 +311,174 @@ grpo_status run_evaluate(const run_ctx *r, const stage_section *st, const char *
     return s;
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629 table 3: no overlongs, surrogates or
+ * code points past U+10FFFF), 0 when it is not one. */
+static int utf8_sequence(const unsigned char *s) {
+    unsigned char c = s[0];
+    if (c >= 0x01 && c <= 0x7F) return 1;
+    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!n) return 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (int i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return n;
+}
+
+/* A JSON string of text with every byte that is not valid UTF-8 replaced by U+FFFD (a
+ * model's raw sample may split a character). */
+static json_t *json_string_repaired(const char *text) {
+    size_t len = strlen(text);
+    char *buf = malloc(3 * len + 1);
+    if (!buf) return NULL;
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p;) {
+        int n = utf8_sequence(p);
+        if (n) {
+            memcpy(buf + o, p, (size_t)n);
+            o += (size_t)n;
+            p += n;
+        } else {
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p++;
+        }
+    }
+    json_t *j = json_stringn(buf, o);
+    free(buf);
+    return j;
+}
+
+/* filter: false. Every sample of the first max_prompts problems, unverified (the
+ * baseline of "train on the model's own samples"), written like rejection_run's kept
+ * lines: {"prompt": rendered prompt, "response": completion, "source": "unfiltered"}, at
+ * most max_per_prompt per problem, by temp file + rename. */
+static grpo_status write_unfiltered(lm *model, const tokenizer *tok, const problem_set *ps, const rejection_options *o,
+                                    const char *out_path, rejection_stats *stats) {
+    memset(stats, 0, sizeof *stats);
+    rollout_config rc;
+    rollout_config_defaults(&rc);
+    rc.sampling.sampler = o->sampling;
+    rc.sampling.max_tokens = o->max_completion_length;
+    rc.add_bos = 0;   /* problem prompts carry their BOS already */
+    rollout_engine *e = NULL;
+    GRPO_TRY(rollout_engine_create(model, tok, &rc, &e));
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
+    FILE *f = fopen(tmp, "w");
+    int chunk = 16, N = o->samples_per_prompt;
+    int *problems = malloc((size_t)chunk * sizeof(int));
+    rollout_samples gen = {0};
+    grpo_status s = !f ? grpo_fail(GRPO_ERR_IO, "cannot create %s", tmp)
+                       : problems ? GRPO_OK : grpo_fail(GRPO_ERR_NOMEM, "out of memory");
+    for (int start = 0; start < ps->count && !s; start += chunk) {
+        int np = ps->count - start < chunk ? ps->count - start : chunk;
+        for (int k = 0; k < np; k++) problems[k] = start + k;
+        s = grpo_rollout_generate(e, ps, problems, np, N, o->seed + (uint64_t)start, o->max_completion_length, &gen);
+        for (int i = 0; i < gen.n && !s; i++) {
+            stats->samples++;
+            stats->generated_tokens += gen.lengths[i];
+            if (o->max_kept_per_prompt > 0 && i % N >= o->max_kept_per_prompt) continue;
+            json_t *line = json_pack("{s:o, s:o, s:s}", "prompt", json_string_repaired(ps->prompts[gen.problem[i]]),
+                                     "response", json_string_repaired(gen.texts[i] ? gen.texts[i] : ""), "source",
+                                     "unfiltered");
+            if (!line || json_dumpf(line, f, JSON_COMPACT) != 0 || fputc('\n', f) == EOF)
+                s = grpo_fail(GRPO_ERR_IO, "cannot write %s", tmp);
+            json_decref(line);
+            stats->kept++;
+        }
+        stats->prompts += np;
+    }
+    stats->lines = stats->kept;
+    if (f && fclose(f) != 0 && !s) s = grpo_fail(GRPO_ERR_IO, "cannot write %s", tmp);
+    if (!s && rename(tmp, out_path) != 0) s = grpo_fail(GRPO_ERR_IO, "cannot rename %s", tmp);
+    grpo_rollout_samples_free(&gen);
+    free(problems);
+    rollout_engine_free(e);
+    return s;
+}
+
+/* Samples `model` on the stage's train_dataset prompts and writes what it keeps (all of
+ * it with filter: false) to RUN_DIR/data/STAGE.jsonl, with its stats beside it. */
+static grpo_status sample_prompts(const run_ctx *r, int index, lm *model, run_stage_summary *out) {
+    const run_config *c = r->c;
+    const stage_section *st = &c->stages[index];
+    char train_path[PATH_MAX], mix_path[PATH_MAX], out_path[PATH_MAX], dir[PATH_MAX];
+    GRPO_TRY(run_dataset_path(r, st->train_dataset, train_path, sizeof train_path));
+    if (st->mix_dataset) GRPO_TRY(run_dataset_path(r, st->mix_dataset, mix_path, sizeof mix_path));
+    snprintf(dir, sizeof dir, "%s/data", r->run_dir);
+    GRPO_TRY(fs_mkdirs(dir));
+    run_stage_data_path(r, st->name, out_path, sizeof out_path);
+    problem_set *ps = NULL;
+    reward_set *rewards = NULL;
+    grpo_status s = problem_set_load(train_path, r->tok, sampling_template(st), st->max_prompt_length, &ps);
+    if (!s) s = stage_rewards(st, &rewards);
+    if (s) {
+        problem_set_free(ps);
+        return s;
+    }
+    int all = ps->count;
+    if (st->max_prompts > 0 && st->max_prompts < ps->count) ps->count = st->max_prompts;
+    rejection_options o;
+    memset(&o, 0, sizeof o);
+    o.samples_per_prompt = st->num_samples;
+    o.sampling.temperature = (float)st->temperature;
+    o.sampling.top_p = (float)st->top_p;
+    o.sampling.top_k = st->top_k;
+    o.sampling.min_p = (float)st->min_p;
+    o.max_completion_length = st->max_completion_length;
+    o.max_kept_per_prompt = st->max_per_prompt;
+    o.require_format = 1;
+    o.seed = run_config_sft(c, st).seed;
+    o.prompt_template = sampling_template(st);
+    o.mix_path = st->mix_dataset ? mix_path : NULL;
+    o.mix_ratio = st->mix_ratio;
+    o.quiet = r->quiet;
+    rejection_stats stats;
+    if (st->filter) s = grpo_fail(GRPO_ERR_UNSUPPORTED, "stage %s: filtered rejection sampling is not available yet", st->name);
+    else s = write_unfiltered(model, r->tok, ps, &o, out_path, &stats);
+    ps->count = all;
+    if (!s) {
+        out->samples = (int)stats.samples;
+        out->kept = (int)stats.lines;
+        const char *names[2] = {"rejection/samples", "rejection/lines"};
+        double values[2] = {(double)stats.samples, (double)stats.lines};
+        run_put_metrics((void *)r, 0, 2, names, values);
+        log_info("stage %s: %lld samples of %d prompts, %lld lines written to %s", st->name, (long long)stats.samples,
+                 stats.prompts, (long long)stats.lines, out_path);
+        if (stats.lines == 0)
+            s = grpo_fail(GRPO_ERR_INVALID, "stage %s: no sample was kept (of %lld): nothing to train on", st->name,
+                          (long long)stats.samples);
+    }
+    reward_set_free(rewards);
+    problem_set_free(ps);
+    return s;
+}
+
 grpo_status run_stage_rejection(const run_ctx *r, int index, lm *model, run_stage_summary *out) {
-    (void)model;
-    (void)out;
-    return grpo_fail(GRPO_ERR_UNSUPPORTED, "stage %s: rejection sampling is not available yet",
-                     r->c->stages[index].name);
+    return sample_prompts(r, index, model, out);
 }
 
 grpo_status run_stage_distill(const run_ctx *r, int index, lm *teacher, lm *student, const tokenizer *student_tok,
                               const char *student_tok_dir, run_stage_summary *out) {
-    (void)teacher;
-    (void)student;
-    (void)student_tok;
-    (void)student_tok_dir;
-    (void)out;
-    (void)sft_on;
-    return grpo_fail(GRPO_ERR_UNSUPPORTED, "stage %s: distillation is not available yet", r->c->stages[index].name);
+    const stage_section *st = &r->c->stages[index];
+    char data[PATH_MAX];
+    run_stage_data_path(r, st->name, data, sizeof data);
+    /* a resumed stage whose samples were written already goes straight to training */
+    if (!(resuming_inside(r->c, r->run_dir, index) && fs_exists(data)))
+        GRPO_TRY(sample_prompts(r, index, teacher, out));
+    run_ctx rs = *r;
+    if (student_tok) {
+        rs.tok = student_tok;
+        rs.tok_dir = student_tok_dir;
+    }
+    if (st->kd_alpha > 0)
+        GRPO_TRY(distill_check_tokenizers(r->tok, r->tok_dir, rs.tok, rs.tok_dir));
+    GRPO_TRY(sft_on(&rs, index, student, data, teacher, out));
+    if (st->heldout_dataset) GRPO_TRY(run_evaluate(&rs, st, st->heldout_dataset, student, &out->heldout));
+    return GRPO_OK;
 }
