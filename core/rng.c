@@ -10,6 +10,15 @@ rng_stream rng_stream_make(uint64_t seed, uint64_t stream) {
     return s;
 }
 
+/* Stream id of the per-rank seeds: "rank" in ASCII. */
+#define RNG_RANK_STREAM 0x72616e6bull
+
+rng_stream rng_stream_for_rank(uint64_t seed, uint64_t stream, int rank) {
+    if (rank <= 0) return rng_stream_make(seed, stream);
+    rng_u32x4 w = rng_philox(seed, RNG_RANK_STREAM, (uint64_t)rank);
+    return rng_stream_make(((uint64_t)w.v[0] << 32) | w.v[1], stream);
+}
+
 uint32_t rng_next_u32(rng_stream *s) {
     return rng_u32(s->seed, s->stream, s->counter++);
 }

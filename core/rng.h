@@ -104,6 +104,11 @@ typedef struct {
 } rng_stream;
 
 rng_stream rng_stream_make(uint64_t seed, uint64_t stream);
+/* The stream of rank `rank` of a data-parallel run: its seed is derived from (seed, rank)
+ * by one Philox block (rank 0 keeps `seed`, so one process draws what it always drew).
+ * The trainers key their sampling by global sample slot instead, so their results do not
+ * depend on the number of ranks; this is for draws that are genuinely per rank. */
+rng_stream rng_stream_for_rank(uint64_t seed, uint64_t stream, int rank);
 /* The next 32-bit word (consumes 1 word). */
 uint32_t rng_next_u32(rng_stream *s);
 /* Uniform in [0, 1) (consumes 1 word). */

@@ -12,6 +12,7 @@
 
 #include "core/comm.h"
 #include "core/fs.h"
+#include "core/progress.h"
 #include "data/generate.h"
 #include "harness.h"
 #include "model/lm.h"
@@ -40,6 +41,21 @@ static grpo_status dump_params(lm *m, const char *root, const char *kind, int wo
     return s;
 }
 
+/* For bench/scale_ranks.sh: seconds per step and bytes this rank sent per step, against
+ * the formula of data parallelism with ZeRO-1 (gradient all-reduce 2 (W-1)/W 4P, weight
+ * all-gather (W-1) 4 ceil(P/W); the few scalar all-reduces of the loss normalisers and
+ * metrics are left out of the formula). */
+static int g_steps;
+static void report(lm *m, int world, double seconds) {
+    comm_stats st = comm_get_stats(comm_world());
+    double P = (double)m->params->total, W = world;
+    double formula = W > 1 ? 2 * (W - 1) / W * 4 * P + (W - 1) * 4 * ceil(P / W) : 0;
+    printf("BENCH ranks=%d params=%.0f steps=%d step_s=%.4f model_bytes_per_step=%.0f wire_bytes_per_step=%.0f "
+           "formula_bytes_per_step=%.0f collectives_per_step=%.1f\n",
+           world, P, g_steps, seconds / g_steps, (double)st.model_bytes / g_steps, (double)st.wire_bytes / g_steps,
+           formula, (double)st.calls / g_steps);
+}
+
 /* One training run of `kind` ("sft" or "grpo") on this process's world; rank 0 dumps the
  * final weights. The per-rank accumulation is GLOBAL_ACCUM / world. */
 static grpo_status train(const char *kind, const char *root) {
@@ -52,12 +68,15 @@ static grpo_status train(const char *kind, const char *root) {
     grpo_status s = tokenizer_builtin_create(&tok);
     if (!s) s = lm_create_random(be, model_json, strlen(model_json), "test model", 7, &m);
     if (!s) s = param_set_alloc_grad(m->params);
+    double t0 = progress_now();
+    comm_reset_stats(comm_world());
     train_run run = {.pad_id = tok ? tokenizer_pad_id(tok) : 0, .quiet = 1};
     if (!s && !strcmp(kind, "sft")) {
         sft_dataset *ds = NULL;
         s = sft_dataset_load(data, tok, "Q: {prompt}\nA: ", 64, &ds);
         sft_config c = sft_config_default();
-        c.max_steps = 3;
+        c.max_steps = getenv("GRPO_DP_STEPS") ? atoi(getenv("GRPO_DP_STEPS")) : 3;
+        g_steps = c.max_steps;
         c.per_device_train_batch_size = 2;
         c.gradient_accumulation_steps = GLOBAL_ACCUM / world;
         c.max_length = 64;
@@ -74,6 +93,7 @@ static grpo_status train(const char *kind, const char *root) {
         if (!s) s = reward_set_create(entries, 1, &rewards);
         grpo_config c = grpo_config_default();
         c.max_steps = 2;
+        g_steps = c.max_steps;
         c.num_generations = 4;
         c.per_device_train_batch_size = 4;   /* one group per micro-batch */
         c.gradient_accumulation_steps = GLOBAL_ACCUM / world;
@@ -90,6 +110,7 @@ static grpo_status train(const char *kind, const char *root) {
         problem_set_free(ps);
     }
     if (!s) s = dump_params(m, root, kind, world);
+    if (!s && getenv("GRPO_DP_REPORT") && comm_rank(comm_world()) == 0) report(m, world, progress_now() - t0);
     lm_free(m);
     tokenizer_free(tok);
     backend_free(be);
@@ -146,6 +167,15 @@ static int have_mpirun(void) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--worker-data")) {   /* bench/scale_ranks.sh */
+        char data[PATH_MAX];
+        snprintf(data, sizeof data, "%s/train.jsonl", argv[2]);
+        FILE *f = fopen(data, "w");
+        if (!f) return 1;
+        data_arith_options o = {.difficulty = 1, .ops = "+"};
+        grpo_status s = data_write_arith(f, 3, 0, 200, &o);
+        return fclose(f) != 0 || s ? 1 : 0;
+    }
     if (argc == 4 && !strcmp(argv[1], "--worker")) {
         grpo_status s = train(argv[2], argv[3]);
         if (s) fprintf(stderr, "rank %d: %s\n", comm_rank(comm_world()), grpo_error_message());
