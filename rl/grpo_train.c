@@ -584,6 +584,7 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         lo.num_processes = 1;
         s = dp_grpo_loss_options(&lo, cfg->advantage.scale_rewards == ADVANTAGE_SCALE_BATCH);
         double loss = 0, kl = 0, ent = 0, clip_low = 0, clip_high = 0, clip_region = 0, gap = 0, gap_max = 0;
+        double is_min = INFINITY, is_max = -INFINITY, is_mean = 0;
         long trained_tokens = 0;
         for (int m = 0; m < accum && !s; m++) {
             int first = m * micro, T;
@@ -613,6 +614,9 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
             clip_region += lr_out.clip_ratio_region_mean / accum;
             gap += lr_out.sampling_logp_difference_mean / accum;
             if (lr_out.sampling_logp_difference_max > gap_max) gap_max = lr_out.sampling_logp_difference_max;
+            is_min = fmin(is_min, lr_out.importance_sampling_ratio_min);
+            is_max = fmax(is_max, lr_out.importance_sampling_ratio_max);
+            is_mean += lr_out.importance_sampling_ratio_mean / accum;
             trained_tokens += (long)micro * T;
         }
         if (s) break;
@@ -630,6 +634,11 @@ grpo_status grpo_train(const grpo_config *cfg, lm *model, lm *ref, const tokeniz
         metric_add(&mt, "clip_ratio/region_mean", clip_region);
         metric_add(&mt, "sampling/logp_gap_mean", gap);
         metric_add(&mt, "sampling/logp_gap_max", gap_max);
+        if (cfg->loss.importance_sampling_mode != GRPO_IS_NONE) {
+            metric_add(&mt, "sampling/importance_sampling_ratio/min", is_min);
+            metric_add(&mt, "sampling/importance_sampling_ratio/mean", is_mean);
+            metric_add(&mt, "sampling/importance_sampling_ratio/max", is_max);
+        }
         {
             char moe_store[16][48];
             const char *names[16];

@@ -108,6 +108,11 @@ static const cfg_field stage_schema[] = {
                    "grpo: leave completions cut at max_completion_length out of the loss"),
     CFG_FIELD_BOOL(stage_section, dynamic_sampling, "dynamic_sampling", "grpo: drop groups whose rewards are equal"),
     CFG_FIELD_FLOAT(stage_section, entropy_coef, "entropy_coef", 0, 10, "grpo: entropy bonus"),
+    CFG_FIELD_ENUM(stage_section, importance_sampling_mode, "importance_sampling_mode", grpo_is_mode_names,
+                   "grpo: correction for sampler/trainer log-prob mismatch (TRL's vllm_importance_sampling_mode): "
+                   "none, token_truncate, token_mask, sequence_truncate or sequence_mask"),
+    CFG_FIELD_FLOAT(stage_section, importance_sampling_cap, "importance_sampling_cap", 0, 1e6,
+                    "grpo: upper bound of the importance ratio (TRL's vllm_importance_sampling_cap)"),
     CFG_FIELD_FLOAT(stage_section, bias_update_gamma, "bias_update_gamma", 0, 1, "MoE bias balancing step (0: off)"),
     CFG_FIELD_LIST(stage_section, rewards, n_rewards, "rewards", reward_entry, reward_entry_schema,
                    &reward_entry_defaults, 32, "grpo: reward components {name, weight, params}"),
@@ -165,6 +170,8 @@ static stage_section stage_defaults_value(void) {
     s.beta = 0.0;
     s.epsilon = 0.2;
     s.epsilon_high = NAN;
+    s.importance_sampling_mode = GRPO_IS_NONE;
+    s.importance_sampling_cap = 3.0;
     s.loss_type = GRPO_LOSS_DAPO;
     s.scale_rewards = ADVANTAGE_SCALE_GROUP;
     s.num_iterations = 1;

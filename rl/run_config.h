@@ -89,6 +89,8 @@ typedef struct {
     int mask_truncated_completions;
     int dynamic_sampling;      /* drop groups whose rewards are all equal */
     double entropy_coef;
+    int importance_sampling_mode;       /* grpo_is_mode (truncated importance sampling: Yao et al. 2025) */
+    double importance_sampling_cap;
     double bias_update_gamma;  /* MoE aux-loss-free balancing step (0: off) */
     reward_entry *rewards;
     int n_rewards;

@@ -24,7 +24,7 @@ static const char *model_json =
 #define MAX_LOG 64
 typedef struct {
     int n;
-    double reward[MAX_LOG], loss[MAX_LOG];
+    double reward[MAX_LOG], loss[MAX_LOG], is_mean[MAX_LOG], gap_max[MAX_LOG];
 } metric_log;
 
 static void record(void *ctx, int step, int n, const char *const *names, const double *values) {
@@ -32,6 +32,8 @@ static void record(void *ctx, int step, int n, const char *const *names, const d
     if (step < 1 || step > MAX_LOG) return;
     for (int i = 0; i < n; i++) {
         if (!strcmp(names[i], "reward/mean")) log->reward[step - 1] = values[i];
+        if (!strcmp(names[i], "sampling/importance_sampling_ratio/mean")) log->is_mean[step - 1] = values[i];
+        if (!strcmp(names[i], "sampling/logp_gap_max")) log->gap_max[step - 1] = values[i];
         if (!strcmp(names[i], "loss")) { log->loss[step - 1] = values[i]; if (step > log->n) log->n = step; }
     }
 }
@@ -167,7 +169,23 @@ int main(void) {
     lm_free(m);
     lm_free(mb);
 
-    /* 3. Options a trainer must refuse. */
+    /* 3. Truncated importance sampling against the sampler's log-probs: the ratio is logged,
+     * and with the sampler and trainer on the same weights it stays within exp(+-gap). */
+    grpo_config tis = small_grpo();
+    tis.max_steps = 2;
+    tis.loss.importance_sampling_mode = GRPO_IS_TOKEN_TRUNCATE;
+    metric_log t = {0};
+    for (int i = 0; i < MAX_LOG; i++) t.is_mean[i] = NAN;
+    m = load(be, base);
+    train_run rt = {.pad_id = tokenizer_pad_id(tok), .on_metrics = record, .ctx = &t, .quiet = 1};
+    CHECK_OK(grpo_train(&tis, m, NULL, tok, train, NULL, rewards, &rt, &r));
+    for (int i = 0; i < 2; i++)
+        CHECK_MSG(isfinite(t.is_mean[i]) && t.is_mean[i] >= exp(-t.gap_max[i]) - 1e-9 &&
+                      t.is_mean[i] <= exp(t.gap_max[i]) + 1e-9,
+                  "step %d: importance ratio mean %g outside exp(+-%g)", i + 1, t.is_mean[i], t.gap_max[i]);
+    lm_free(m);
+
+    /* 4. Options a trainer must refuse. */
     grpo_config bad = small_grpo();
     bad.num_generations = 1;
     CHECK_FAILS(grpo_config_validate(&bad), "num_generations");
