@@ -31,7 +31,7 @@ struct comm {
 #endif
 };
 
-static comm g_world = {0, 1, 0, 0, 600.0, 0, {0, 0, 0}};
+static comm g_world = {.rank = 0, .size = 1, .timeout_s = 600.0};
 static int g_initialised;
 /* For the SIGTERM message: pid of each rank on this node (0 elsewhere). */
 static pid_t g_peer_pid[COMM_MAX_PEERS];
@@ -51,7 +51,7 @@ int comm_have_mpi(void) {
 comm_stats comm_get_stats(const comm *c) { return c->stats; }
 void comm_reset_stats(comm *c) { memset(&c->stats, 0, sizeof c->stats); }
 
-static double now_s(void) {
+__attribute__((unused)) static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -88,7 +88,7 @@ static size_t put_int(char *buf, size_t at, size_t cap, long v) {
 
 /* The launcher (mpirun) sends SIGTERM to the survivors when a rank dies: say so, and
  * name the ranks of this node whose process is gone, then die of the signal. */
-static void on_terminate(int sig) {
+__attribute__((unused)) static void on_terminate(int sig) {
     char msg[512];
     size_t n = 0;
     n = put_str(msg, n, sizeof msg, "grpo: rank ");
@@ -221,7 +221,7 @@ static void account(comm *c, double model_bytes, uint64_t wire_before) {
     if (c->count_wire) c->stats.wire_bytes += wchar_now() - wire_before;
 }
 
-static int on_host(backend *be) { return !be || !strcmp(be->name, "cpu"); }
+__attribute__((unused)) static int on_host(backend *be) { return !be || !strcmp(be->name, "cpu"); }
 
 const char *comm_transport(comm *c, backend *be) {
     if (c->size == 1) return "single";
@@ -283,7 +283,7 @@ static grpo_status nccl_ensure(comm *c) {
 #endif
 
 /* A CUDA buffer without NCCL goes through host memory. */
-static grpo_status staged(backend *be, size_t bytes, void **host) {
+__attribute__((unused)) static grpo_status staged(backend *be, size_t bytes, void **host) {
     *host = malloc(bytes ? bytes : 1);
     if (!*host) return grpo_fail(GRPO_ERR_NOMEM, "comm: cannot stage %zu bytes through host memory", bytes);
     return GRPO_OK;

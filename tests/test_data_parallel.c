@@ -211,7 +211,7 @@ int main(int argc, char **argv) {
         for (int world = 2; world <= 4; world *= 2) {
             char cmd[3 * PATH_MAX];
             snprintf(cmd, sizeof cmd,
-                     "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+                     "LSAN_OPTIONS=detect_leaks=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
                      "mpirun -np %d --oversubscribe --mca btl self,vader --bind-to none %s --worker %s %s",
                      world, self, kinds[k], root);
             int rc = system(cmd);
