@@ -3,7 +3,8 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config libyaml-dev libsqlite3-dev libpcre2-dev libjansson-dev
           libopenblas-openmp-dev libseccomp-dev bubblewrap python3
-          openmpi-bin libopenmpi-dev)
+          openmpi-bin libopenmpi-dev
+          chromium)   # headless browser for the report test (tests/test_report_browser_long.c)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

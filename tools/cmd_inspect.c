@@ -168,6 +168,11 @@ static int parse_filter(const char *v, verdict_filter *f) {
     return 1;
 }
 
+static int latest_rollout_step(void *ctx, const store_rollout *r) {
+    *(int64_t *)ctx = r->step;
+    return 1;
+}
+
 static int newest_run(void *ctx, const store_run *run) {
     *(int64_t *)ctx = run->id;   /* runs come in id order: the last one wins */
     return 0;
@@ -225,8 +230,8 @@ int cmd_inspect(int argc, char **argv) {
     if (!s) s = store_get_runs(db, newest_run, &run_id);
     if (!s && run_id < 0) s = grpo_fail(GRPO_ERR_NOTFOUND, "%s: the run store holds no run", store_path(db));
     if (!s && all_steps) {
-        int64_t last = -1;
-        s = store_latest_step(db, run_id, &last);
+        int64_t last = -1;   /* the newest step with rollouts: the first row of store_get_rollouts(-1) */
+        s = store_get_rollouts(db, run_id, -1, latest_rollout_step, &last);
         for (int64_t k = 0; k <= last && !s; k++) s = store_get_rollouts(db, run_id, k, on_rollout, &c);
     } else if (!s) {
         s = store_get_rollouts(db, run_id, step, on_rollout, &c);
