@@ -48,9 +48,26 @@ grpo_status distill_check_tokenizers(const tokenizer *teacher, const char *teach
         if (specials[i].t != specials[i].s)
             return grpo_fail(GRPO_ERR_INVALID, "tokenizers differ: %s id is %d in teacher '%s', %d in student '%s': %s",
                              specials[i].what, (int)specials[i].t, tn, (int)specials[i].s, sn, KD_ONLY_SAMPLES);
+    /* Every token's own bytes must encode the same way with both: a merge one of them lacks
+     * splits the token it makes. */
     int32_t *a = NULL, *b = NULL;
     int na = 0, nb = 0;
-    grpo_status s = tokenizer_encode(teacher, probe_text, sizeof probe_text - 1, &a, &na);
+    grpo_status s = GRPO_OK;
+    for (int32_t id = 0; id < vt && !s; id++) {
+        size_t len;
+        const char *bytes = tokenizer_token_bytes(teacher, id, &len);
+        if (!bytes || len == 0 || tokenizer_is_special(teacher, id)) continue;
+        s = tokenizer_encode(teacher, bytes, len, &a, &na);
+        if (!s) s = tokenizer_encode(student, bytes, len, &b, &nb);
+        if (!s && (na != nb || memcmp(a, b, (size_t)na * sizeof *a)))
+            s = grpo_fail(GRPO_ERR_INVALID, "tokenizers differ: token %d (\"%.40s\") encodes to %d tokens with teacher "
+                          "'%s' and %d with student '%s' (merges differ): %s", (int)id,
+                          tokenizer_id_to_token(teacher, id), na, tn, nb, sn, KD_ONLY_SAMPLES);
+        free(a);
+        free(b);
+        a = b = NULL;
+    }
+    if (!s) s = tokenizer_encode(teacher, probe_text, sizeof probe_text - 1, &a, &na);
     if (!s) s = tokenizer_encode(student, probe_text, sizeof probe_text - 1, &b, &nb);
     if (!s) {
         int i = 0;

@@ -12,8 +12,9 @@
 #include "rl/sft_data.h"
 
 /* Fails (GRPO_ERR_INVALID) unless the two loaded tokenizers are the same: vocabulary size,
- * every id's token string and special flag, BOS/EOS/PAD ids, and the encoding of a probe
- * text (which exercises the merges and pre-tokenizer). The message names both tokenizers
+ * every id's token string and special flag, BOS/EOS/PAD ids, the encoding of every
+ * token's own bytes (a merge one lacks splits the token it makes) and of a probe text
+ * (pre-tokenizer). The message names both tokenizers
  * (teacher_name, student_name: e.g. their directories) and the first difference, e.g.
  * "tokenizers differ: teacher 'runs/t' has 32000 tokens, student 'runs/s' has 151665:
  * logit distillation needs one tokenizer (use kd_alpha: 0 for sample-only distillation)". */
