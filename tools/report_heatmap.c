@@ -92,7 +92,7 @@ int report_svg_heatmap(report_buf *b, const report_run *r, int stage) {
                       LABEL_W, y + 16, (long long)cols->steps[0], HEAT_W - 10, y + 16,
                       (long long)cols->steps[(shown - 1) * stride]);
     report_buf_printf(b, "<text class=\"legend\" x=\"%d\" y=\"%d\">blue: under-used, white: balanced (1), red: "
-                         "overloaded (2 or more)</text>\n</svg>\n</figure>\n", LABEL_W, y + 32);
+                         "overloaded (2 or more), grey: no tokens routed</text>\n</svg>\n</figure>\n", LABEL_W, y + 32);
     free(rows);
     return 1;
 }
