@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "core/fs.h"
+#include "core/progress.h"
 #include "digit_model.h"
 #include "harness.h"
 #include "model/lm.h"
@@ -178,7 +179,10 @@ int main(void) {
     CHECK_OK(reward_set_create(&acc, 1, &rewards));
     lm *teacher = preset_model(be, "tiny-moe", 21, 0);
     if (!tok || !ps || !rewards || !teacher) TEST_MAIN_END();
+    double t0 = progress_now();
     test_tokenizer_checks(tok, root);
+    printf("tokenizer checks: %.1fs\n", progress_now() - t0);
+    t0 = progress_now();
 
     /* 1. The teacher writes verified data. */
     int32_t last_ids[N_PROBLEMS];
@@ -194,8 +198,9 @@ int main(void) {
     ro.quiet = 1;
     rejection_stats st;
     CHECK_OK(rejection_run(teacher, tok, ps, rewards, &ro, data_path, &st));
-    printf("teacher data: %lld of %lld samples kept (%lld correct)\n", (long long)st.kept, (long long)st.samples,
-           (long long)st.correct);
+    printf("teacher data: %lld of %lld samples kept (%lld correct), %.1fs\n", (long long)st.kept,
+           (long long)st.samples, (long long)st.correct, progress_now() - t0);
+    t0 = progress_now();
     CHECK(st.kept >= 8);
     sft_dataset *ds = NULL;
     CHECK_OK(sft_dataset_load(data_path, tok, "{prompt}", MAX_LENGTH, &ds));
@@ -215,13 +220,14 @@ int main(void) {
     sft_result r;
     CHECK_OK(sft_train(&cfg, student, ds, NULL, &run, &r));
     CHECK_OK(sft_evaluate(student, ds, 16, MAX_LENGTH, pad, &loss1, &exact));
-    printf("student loss on teacher outputs: %.4f -> %.4f\n", loss0, loss1);
+    printf("student loss on teacher outputs: %.4f -> %.4f, %.1fs\n", loss0, loss1, progress_now() - t0);
     CHECK_MSG(loss1 < 0.7 * loss0, "loss %.4f -> %.4f: expected a drop of at least 30%%", loss0, loss1);
     CHECK(isnan(r.train_kd_loss));
     CHECK_INT(0, plain_log.n_kd);   /* no KD metrics without a teacher */
     lm_free(student);
 
     /* 3. kd_alpha 0 with a teacher: the same training, step for step, as plain SFT. */
+    t0 = progress_now();
     lm *s0 = preset_model(be, "tiny-dense", 33, 1);
     if (!s0) TEST_MAIN_END();
     sft_config zero = student_config();
@@ -236,6 +242,8 @@ int main(void) {
     lm_free(s0);
 
     /* 4. Logit KD (kd_alpha 1, T 2, teacher top-20): the KD loss to the teacher falls. */
+    printf("kd_alpha 0 run: %.1fs\n", progress_now() - t0);
+    t0 = progress_now();
     lm *s1 = preset_model(be, "tiny-dense", 33, 1);
     if (!s1) TEST_MAIN_END();
     sft_config kd = student_config();
@@ -249,8 +257,8 @@ int main(void) {
     sft_run krun = {.pad_id = pad, .on_metrics = record, .ctx = &kd_log, .quiet = 1};
     CHECK_OK(sft_train(&kd, s1, ds, NULL, &krun, &r));
     CHECK_OK(distill_kd_evaluate(s1, teacher, ds, &kd.kd, 16, MAX_LENGTH, pad, &kd1));
-    printf("KD loss to the teacher: %.4f -> %.4f (train/kd_loss %.4f -> %.4f)\n", kd0, kd1, kd_log.kd[0],
-           kd_log.kd[kd_log.n_kd > 0 ? kd_log.n_kd - 1 : 0]);
+    printf("KD loss to the teacher: %.4f -> %.4f (train/kd_loss %.4f -> %.4f), %.1fs\n", kd0, kd1, kd_log.kd[0],
+           kd_log.kd[kd_log.n_kd > 0 ? kd_log.n_kd - 1 : 0], progress_now() - t0);
     CHECK(kd0 > 0);
     CHECK_MSG(kd1 < 0.7 * kd0, "KD loss %.4f -> %.4f: expected a drop of at least 30%%", kd0, kd1);
     CHECK_INT(kd.max_steps, kd_log.n_kd);
