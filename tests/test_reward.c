@@ -49,6 +49,30 @@ static double component(const reward_result *r, const char *name) {
 
 static const char *r1_response = "<think>2 + 2 is 4</think>\n<answer>The answer is \\boxed{4}</answer>";
 
+/* Language consistency scores the reasoning (R1 sec. 2.3.2, the CoT), not the answer. */
+static void test_language_consistency_reasoning(void) {
+    cfg_doc *doc = NULL;
+    reward_set *set = NULL;
+    CHECK_OK(set_from_yaml("rewards:\n  - name: language_consistency\n    params: {script: latin}\n", &doc, &set));
+    cfg_doc_free(doc);
+    if (!set) return;
+    json_t *problem = parse_json("{\"prompt\": \"q\", \"answer\": \"4\"}");
+    reward_result r;
+    /* inside <think>..</think>: 8 Latin letters (twowords) of 10; the CJK answer is ignored */
+    CHECK_OK(reward_set_score(set, problem, "<think>\xe6\x80\x9d\xe8\x80\x83 two words</think>"
+                                            "<answer>\xe7\xad\x94\xe6\xa1\x88\xe7\xad\x94</answer>", -1, &r));
+    CHECK_NEAR(8.0 / 10.0, component(&r, "language_consistency"), 1e-6, 0);
+    /* the prompt opened the block: up to </think>, 9 Latin (reasoning) of 11 */
+    CHECK_OK(reward_set_score(set, problem, "reasoning \xe4\xb8\xad\xe6\x96\x87</think> <answer>\xe4\xb8\xad</answer>",
+                              -1, &r));
+    CHECK_NEAR(9.0 / 11.0, component(&r, "language_consistency"), 1e-6, 0);
+    /* never closed: to the end, 3 of 4 */
+    CHECK_OK(reward_set_score(set, problem, "<think>abc \xe4\xb8\xad", -1, &r));
+    CHECK_NEAR(3.0 / 4.0, component(&r, "language_consistency"), 1e-6, 0);
+    json_decref(problem);
+    reward_set_free(set);
+}
+
 static void test_math_format_components(void) {
     const char *yaml =
         "rewards:\n"
@@ -469,6 +493,7 @@ static void test_threads(void) {
 
 int main(void) {
     test_math_format_components();
+    test_language_consistency_reasoning();
     test_tag_count_newlines_and_no_answer();
     test_countdown_and_overlong();
     test_create_from_entries();

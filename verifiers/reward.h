@@ -28,7 +28,9 @@
  *                        ("tests"), language_field ("language"), time_limit_s (2),
  *                        memory_mb (256), compare (whitespace|exact|float), partial_credit
  *                        (false). A line's own "time_limit_s"/"memory_mb" override the params.
- *   language_consistency share of letters in `script` (latin|cjk; default latin), R1 sec. 2.3.2.
+ *   language_consistency share of letters in `script` (latin|cjk; default latin) in the reasoning,
+ *                        R1 sec. 2.3.2 (the CoT): inside <think>..</think>, or up to </think>
+ *                        when the prompt opened the block, or the whole response without tags.
  *   repetition_penalty   n-gram repetition penalty in [max_penalty, 0] (verifiers/format.h).
  *                        params: ngram_size (3), max_penalty (-1).
  *   overlong_penalty     DAPO eq. 13 on the response's token count, in [-1, 0]. params:

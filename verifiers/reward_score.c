@@ -146,6 +146,18 @@ static grpo_status need_tokens(sample_state *st, const char *reward) {
     return sample_fail(st, GRPO_ERR_INVALID, "reward '%s' needs the response's token count, found none (-1)", reward);
 }
 
+/* The reasoning of a response, which R1 sec. 2.3.2 scores for language consistency (the
+ * CoT): the text inside the first <think>...</think>; from the start to the first </think>
+ * when the prompt opened the think block; to the end when </think> never comes; the whole
+ * response when it has neither tag. */
+static void reasoning_span(const char *text, size_t len, size_t *start, size_t *span) {
+    const char *open = memmem(text, len, "<think>", 7);
+    size_t from = open ? (size_t)(open - text) + 7 : 0;
+    const char *close = memmem(text + from, len - from, "</think>", 8);
+    *start = from;
+    *span = close ? (size_t)(close - (text + from)) : len - from;
+}
+
 /* Every component except code (run separately) and length (needs the group); thread-safe. */
 static void score_noncode(sample_state *st) {
     const reward_set *set = st->set;
@@ -163,9 +175,12 @@ static void score_noncode(sample_state *st) {
             else set_component(st, j, f);
             break;
         case REWARD_TAG_COUNT: set_component(st, j, verify_format_tag_count(text, len, t->newlines)); break;
-        case REWARD_LANGUAGE_CONSISTENCY:
-            set_component(st, j, verify_format_language_consistency(text, len, t->script));
+        case REWARD_LANGUAGE_CONSISTENCY: {
+            size_t from, span;
+            reasoning_span(text, len, &from, &span);
+            set_component(st, j, verify_format_language_consistency(text + from, span, t->script));
             break;
+        }
         case REWARD_REPETITION_PENALTY:
             set_component(st, j, verify_format_repetition_penalty(text, len, t->ngram_size, (float)t->max_penalty));
             break;
