@@ -353,6 +353,7 @@ grpo_status sft_train(const sft_config *cfg, lm *model, const sft_dataset *train
             trained_tokens += (long long)n;
         }
         if (!s) s = dp_sum_double(&step_loss, 1);
+        if (!s && teacher) s = dp_sum_double(&step_kd, 1);   /* each rank's share is already / step_targets */
         if (s) break;
         step_loss = step_targets ? step_loss / step_targets : 0;
         double step_ce = step_loss;
