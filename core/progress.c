@@ -20,6 +20,7 @@ struct progress {
     char extra[PROGRESS_EXTRA_MAX];
     char phase[PROGRESS_PHASE_MAX];
     int silent;             /* created while progress_set_quiet(1): prints nothing */
+    int phase_cleared;      /* the phase went away since the last draw: the next update draws */
     int64_t total, done, start_done;
     int tty;
     int drawn;              /* a TTY line is on screen (needs a newline at the end) */
@@ -156,6 +157,7 @@ static void draw(progress *p, double now, int final) {
     }
     fflush(p->out);
     p->t_last = now;
+    p->phase_cleared = 0;
 }
 
 void progress_update(progress *p, int64_t done, const char *fmt, ...) {
@@ -172,13 +174,14 @@ void progress_update(progress *p, int64_t done, const char *fmt, ...) {
     double now = p->now(p->now_ctx);
     double period = p->tty ? PROGRESS_TTY_PERIOD : p->interval;
     int first_tty_draw = p->tty && !p->drawn;
-    if (first_tty_draw || now - p->t_last >= period) draw(p, now, 0);
+    if (first_tty_draw || (p->tty && p->phase_cleared) || now - p->t_last >= period) draw(p, now, 0);
 }
 
 void progress_set_phase(progress *p, const char *phase) {
     if (!p) return;
     snprintf(p->phase, sizeof p->phase, "%s", phase ? phase : "");
-    if (p->tty) draw(p, p->now(p->now_ctx), 0);
+    if (p->tty && p->phase[0]) draw(p, p->now(p->now_ctx), 0);
+    else if (p->tty) p->phase_cleared = 1;
 }
 
 void progress_finish(progress *p) {

@@ -38,7 +38,8 @@ void progress_set_clock(progress *p, double (*now)(void *ctx), void *ctx);
 
 /* The phase of work now under way ("generate", "score", "train", "eval", "save"; NULL
  * or "" for none), shown after the counts: "rl: 12/100 12.0% [train] | ...". Copied. On
- * a terminal the line is redrawn at once (it is how a user sees where a long step is). */
+ * a terminal a new phase is drawn at once (it is how a user sees where a long step is);
+ * clearing it makes the next progress_update draw regardless of the redraw period. */
 void progress_set_phase(progress *p, const char *phase);
 /* 1 when p redraws in place (a terminal), 0 for plain lines; 0 for NULL. Callers with
  * their own cadence in logs (the trainer: one line per logged step) use it together

@@ -163,7 +163,59 @@ static void test_durations(void) {
     progress_format_duration(b, sizeof b, 0.0 / 0.0); CHECK_STR("0.0s", b);
 }
 
+/* The trainer's live line: a phase is drawn at once on a terminal, clearing it lets the
+ * next update draw at once; in a log, interval 0 gives one line per update and phases
+ * print nothing by themselves; progress_set_quiet silences lines created afterwards. */
+static void test_phase_and_quiet(void) {
+    FILE *f = tmpfile();
+    if (!f) { CHECK(f != NULL); return; }
+    fake_now = 0;
+    progress *p = progress_create_on(f, "rl step", 10);
+    progress_set_clock(p, fake_clock, NULL);
+    progress_set_tty(p, 1);
+    CHECK(progress_is_tty(p));
+    progress_set_phase(p, "generate");
+    CHECK(strstr(drain(f), "rl step: 0/10 0.0% [generate] |") != NULL);
+    fake_now = 0.01;   /* well inside the redraw period */
+    progress_set_phase(p, NULL);
+    progress_update(p, 1, "reward %.3f", 0.5);
+    const char *out = drain(f);
+    CHECK_MSG(strstr(out, "rl step: 1/10 10.0% |") && strstr(out, "reward 0.500") && !strstr(out, "[generate]"), "%s", out);
+    progress_free(p);
+    drain(f);
+
+    p = progress_create_on(f, "rl step", 4);
+    progress_set_clock(p, fake_clock, NULL);
+    progress_set_tty(p, 0);
+    progress_set_interval(p, 0);
+    CHECK(!progress_is_tty(p));
+    for (int i = 1; i <= 4; i++) {
+        progress_set_phase(p, "train");
+        fake_now += 0.001;
+        progress_update(p, i, "kl %.1f", (double)i);
+    }
+    out = drain(f);
+    int lines = 0;
+    for (const char *c = out; *c; c++) lines += *c == '\n';
+    CHECK_INT(4, lines);
+    CHECK(strstr(out, "rl step: 3/4 75.0% [train]") && strstr(out, "kl 3.0"));
+    progress_free(p);
+
+    progress_set_quiet(1);
+    CHECK(progress_quiet());
+    p = progress_create_on(f, "quiet", 2);
+    CHECK(p != NULL);
+    progress_set_tty(p, 1);
+    progress_set_phase(p, "generate");
+    progress_update(p, 1, "x");
+    progress_finish(p);
+    CHECK_STR("", drain(f));
+    progress_set_quiet(0);
+    fclose(f);
+}
+
 int main(void) {
+    test_phase_and_quiet();
     test_plain_lines();
     test_env_interval();
     test_tty();
