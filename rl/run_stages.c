@@ -200,6 +200,8 @@ static grpo_config run_config_grpo(const run_config *c, const stage_section *st)
     g.loss.epsilon = st->epsilon;
     g.loss.epsilon_high = st->epsilon_high;
     g.loss.entropy_coef = st->entropy_coef;
+    g.loss.importance_sampling_mode = (grpo_is_mode)st->importance_sampling_mode;
+    g.loss.is_clip_max = st->importance_sampling_cap;
     g.advantage.scale_rewards = (advantage_scale)st->scale_rewards;
     g.mask_truncated_completions = st->mask_truncated_completions;
     g.dynamic_sampling = st->dynamic_sampling;
@@ -423,8 +425,7 @@ static grpo_status sample_prompts(const run_ctx *r, int index, lm *model, run_st
     }
     int all = ps->count;
     if (st->max_prompts > 0 && st->max_prompts < ps->count) ps->count = st->max_prompts;
-    rejection_options o;
-    memset(&o, 0, sizeof o);
+    rejection_options o = rejection_options_default();
     o.samples_per_prompt = st->num_samples;
     o.sampling.temperature = (float)st->temperature;
     o.sampling.top_p = (float)st->top_p;
@@ -439,20 +440,23 @@ static grpo_status sample_prompts(const run_ctx *r, int index, lm *model, run_st
     o.mix_ratio = st->mix_ratio;
     o.quiet = r->quiet;
     rejection_stats stats;
-    if (st->filter) s = grpo_fail(GRPO_ERR_UNSUPPORTED, "stage %s: filtered rejection sampling is not available yet", st->name);
+    if (st->filter) s = rejection_run(model, r->tok, ps, rewards, &o, out_path, &stats);
     else s = write_unfiltered(model, r->tok, ps, &o, out_path, &stats);
     ps->count = all;
     if (!s) {
         out->samples = (int)stats.samples;
         out->kept = (int)stats.lines;
-        const char *names[2] = {"rejection/samples", "rejection/lines"};
-        double values[2] = {(double)stats.samples, (double)stats.lines};
-        run_put_metrics((void *)r, 0, 2, names, values);
+        const char *names[64];
+        double values[64];
+        int n = st->filter ? rejection_stats_metrics(&stats, 64, names, values) : 0;
+        if (n > 0) run_put_metrics((void *)r, 0, n, names, values);
         log_info("stage %s: %lld samples of %d prompts, %lld lines written to %s", st->name, (long long)stats.samples,
                  stats.prompts, (long long)stats.lines, out_path);
-        if (stats.lines == 0)
+        if (stats.lines == 0) {
+            remove(out_path);   /* an empty file must not pass for the stage's output */
             s = grpo_fail(GRPO_ERR_INVALID, "stage %s: no sample was kept (of %lld): nothing to train on", st->name,
                           (long long)stats.samples);
+        }
     }
     reward_set_free(rewards);
     problem_set_free(ps);

@@ -217,6 +217,46 @@ static void test_every_kind(void) {
     run_config_free(c);
 }
 
+/* A stage that fails leaves the finished ones recorded: the next invocation resumes at
+ * it. Filtered rejection sampling of a barely trained model keeps nothing and stops the
+ * run with a clear message; without the filter the same run then finishes, and the
+ * first three stages are not run again (their summaries come back from run.db). */
+static void test_resume_after_failure(void) {
+    char *text = config_text();
+    char *name = strstr(text, "name: p,");
+    name[6] = 'q';
+    char *filter = strstr(text, "train_dataset: train, filter: false}");
+    const char *keep = "train_dataset: train, filter: false}";
+    memcpy(filter, "train_dataset: train, filter: true} ", strlen(keep));
+    write_text("q.yaml", text);
+    run_config *c = NULL;
+    run_summary *first = calloc(1, sizeof *first), *second = calloc(1, sizeof *second);
+    CHECK_OK(run_config_load(path_of("q.yaml"), NULL, 0, &c));
+    if (c) CHECK_FAILS(run_execute(c, first), "no sample was kept");
+    run_config_free(c);
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/runs/q/models/rl/config.json", dir);
+    CHECK_MSG(fs_exists(p), "stage rl's output is missing after the failure in the next stage");
+    snprintf(p, sizeof p, "%s/runs/q/data/sample.jsonl", dir);
+    CHECK_MSG(!fs_exists(p), "a failed rejection stage must not leave its output");
+
+    memcpy(filter, keep, strlen(keep));
+    write_text("q.yaml", text);
+    c = NULL;
+    CHECK_OK(run_config_load(path_of("q.yaml"), NULL, 0, &c));
+    if (c) CHECK_OK(run_execute(c, second));
+    run_config_free(c);
+    for (int i = 0; i < 3; i++) {
+        CHECK_STR(first->stages[i].name, second->stages[i].name);
+        CHECK_NEAR(first->stages[i].seconds, second->stages[i].seconds, 0, 0);   /* read back, not rerun */
+        CHECK_NEAR(first->stages[i].heldout.pass_at_1, second->stages[i].heldout.pass_at_1, 0, 0);
+    }
+    CHECK_INT(8, second->stages[3].samples);
+    free(first);
+    free(second);
+    free(text);
+}
+
 /* The real-size templates: documented, never run here; they must load and validate. */
 static void test_templates(void) {
     const char *names[] = {"configs/r1-zero.yaml", "configs/distill.yaml", "configs/r1-pipeline-demo.yaml",
@@ -240,6 +280,7 @@ int main(void) {
     test_defaults();
     test_templates();
     test_every_kind();
+    test_resume_after_failure();
     fs_remove_tree(dir);
     TEST_MAIN_END();
 }
