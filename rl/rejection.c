@@ -276,7 +276,7 @@ grpo_status rejection_run(lm *model, const tokenizer *tok, const problem_set *pr
     if (o->mix_path && o->mix_path[0]) s = load_mix(o->mix_path, o->prompt_template, &mix);
     if (!s && o->mix_path && o->mix_path[0] && o->mix_ratio > 0 && mix.n == 0)
         s = grpo_fail(GRPO_ERR_INVALID, "mix_path %s: no lines to mix in (mix_ratio %g)", o->mix_path, o->mix_ratio);
-    if (!s) s = verify_format_create(NULL, &fmt);
+    if (!s) s = verify_format_create(o->format_pattern, &fmt);
     rollout_config rc;
     rollout_config_defaults(&rc);
     rc.sampling.sampler = o->sampling;

@@ -28,8 +28,7 @@ typedef struct {
     int max_completion_length;    /* tokens per completion at most (>= 1) */
     int max_kept_per_prompt;      /* keep at most this many per prompt (0: no cap); the first
                                      ones in sample order are kept */
-    int require_format;           /* 1: keep only responses that also match the R1 format
-                                     (verifiers/format.h, VERIFY_FORMAT_R1_PATTERN) */
+    int require_format;           /* 1: keep only responses that also match format_pattern */
     int keep_truncated;           /* 0 (default): a completion cut at max_completion_length is
                                      dropped even when its answer verifies */
     uint64_t seed;                /* prompt k's sampling seed derives from (seed, k) */
@@ -43,6 +42,9 @@ typedef struct {
     int max_num_seqs;             /* sequences decoding at once (0: the engine's default) */
     double cache_mib;             /* engine cache pool (0: the engine's default) */
     int quiet;                    /* 1: no progress line */
+    const char *format_pattern;   /* what "well formatted" means: a PCRE2 pattern the whole
+                                     response must match (NULL: the R1 template,
+                                     VERIFY_FORMAT_R1_PATTERN of verifiers/format.h) */
 } rejection_options;
 
 /* Defaults: N 4, sampling defaults (temperature 1, top_p 1), max_completion_length 256,
@@ -60,7 +62,7 @@ typedef struct {
     int prompts;                  /* problems sampled */
     int64_t samples;              /* completions drawn: prompts * N */
     int64_t correct;              /* judged correct by the verdict rewards */
-    int64_t well_formatted;       /* matching the R1 format (counted whether or not required) */
+    int64_t well_formatted;       /* matching format_pattern (counted whether or not required) */
     int64_t truncated;            /* cut at max_completion_length (correct or not) */
     int64_t scoring_errors;       /* samples the reward set could not score (counted as wrong) */
     int64_t wrong;                /* not correct (scoring errors included) */

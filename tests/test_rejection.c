@@ -24,6 +24,7 @@
 #include "model/tokenizer.h"
 #include "rl/problems.h"
 #include "rl/rejection.h"
+#include "verifiers/format.h"
 #include "verifiers/math.h"
 #include "verifiers/reward.h"
 
@@ -234,6 +235,38 @@ int main(void) {
     CHECK_INT(0, formatted.kept);
     CHECK_INT(uncapped.correct, formatted.rejected_format);
     CHECK_INT(1, formatted.zero_kept_share);
+    /* Another format: a bare digit, maybe with spaces around it. Every kept line matches it
+     * (checked by a separate matcher), and some correct ones ("7.") do not. */
+    o.format_pattern = "^\\s*[0-9]\\s*$";
+    rejection_stats digit_only;
+    CHECK_OK(rejection_run(model, tok, ps, rewards, &o, out_path, &digit_only));
+    file_summary fs4b = check_file(ps, &o);
+    check_stats(&digit_only, &fs4b, &o);
+    CHECK(digit_only.kept > 0 && digit_only.kept <= uncapped.kept);
+    CHECK(digit_only.well_formatted >= digit_only.kept);
+    CHECK(digit_only.rejected_format > 0);   /* e.g. "7." is correct but not a bare digit */
+    {
+        verify_format *bare = NULL;
+        CHECK_OK(verify_format_create(o.format_pattern, &bare));
+        char *text = read_text(out_path);
+        int lines = 0, matched = 0;
+        for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+            json_t *obj = json_loads(line, 0, NULL);
+            const char *response = json_string_value(json_object_get(obj, "response"));
+            float score = 0;
+            if (response) CHECK_OK(verify_format_match(bare, response, strlen(response), &score));
+            lines++;
+            matched += score >= 1.0f;
+            json_decref(obj);
+        }
+        CHECK_INT(digit_only.kept, lines);
+        CHECK_INT(lines, matched);
+        free(text);
+        verify_format_free(bare);
+    }
+    o.format_pattern = "([unclosed";
+    CHECK_FAILS(rejection_run(model, tok, ps, rewards, &o, out_path, NULL), "([unclosed");
+    o.format_pattern = NULL;
     o.require_format = 0;
 
     /* 5. Mixing: mix_ratio 0.5 of the kept lines, at most all 40 mix lines, rendered. */
