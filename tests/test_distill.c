@@ -266,7 +266,37 @@ int main(void) {
     for (int i = 0; i < kd_log.n && i < kd_log.n_kd; i++) CHECK_NEAR(kd_log.kd[i], kd_log.loss[i], 1e-9, 1e-9);
     CHECK_NEAR(kd_log.kd[kd_log.n_kd - 1], r.train_kd_loss, 1e-12, 0);
 
-    /* 5. Bad KD settings fail naming the key. */
+    /* 5. A teacher identical to the student (same preset, same seed): the KD loss is 0 and
+     * its gradient 0, so with kd_alpha 1 (CE weighted 0) and no weight decay AdamW leaves
+     * every weight exactly where it was. A CE part leaking into the gradient would move them. */
+    {
+        lm *twin_student = preset_model(be, "tiny-dense", 44, 1), *twin_teacher = preset_model(be, "tiny-dense", 44, 0);
+        if (twin_student && twin_teacher) {
+            size_t n = twin_student->params->total;
+            float *before = malloc(n * sizeof(float)), *after = malloc(n * sizeof(float));
+            be->to_host(be, before, twin_student->params->data, n * sizeof(float));
+            sft_config same = student_config();
+            same.max_steps = 3;
+            same.teacher = twin_teacher;
+            same.kd_alpha = 1.0;
+            same.optim.weight_decay = 0;
+            loss_log twin_log = {0};
+            sft_run trun = {.pad_id = pad, .on_metrics = record, .ctx = &twin_log, .quiet = 1};
+            CHECK_OK(sft_train(&same, twin_student, ds, NULL, &trun, &r));
+            be->to_host(be, after, twin_student->params->data, n * sizeof(float));
+            CHECK(memcmp(before, after, n * sizeof(float)) == 0);
+            CHECK_NEAR(0.0, r.train_kd_loss, 1e-6, 0);
+            double twin_kd;
+            CHECK_OK(distill_kd_evaluate(twin_student, twin_teacher, ds, &same.kd, 16, MAX_LENGTH, pad, &twin_kd));
+            CHECK_NEAR(0.0, twin_kd, 1e-6, 0);
+            free(before);
+            free(after);
+        }
+        lm_free(twin_student);
+        lm_free(twin_teacher);
+    }
+
+    /* 6. Bad KD settings fail naming the key. */
     sft_config bad = kd;
     bad.kd_alpha = 1.5;
     CHECK_FAILS(sft_train(&bad, s1, ds, NULL, &krun, &r), "kd_alpha");
