@@ -18,6 +18,7 @@ static void usage(FILE *f) {
                "While training, a live line shows step, phase, reward, accuracy, KL, tokens/s and\n"
                "ETA: redrawn in place on a terminal, one line per logged step otherwise.\n"
                "  --quiet        print only errors and the final summary\n"
+               "  --check        load and validate the config (and the paths it names), run nothing\n"
                "  --log-every N  log metrics and the live line every N steps (overrides every\n"
                "                 stage's logging_steps)\n");
 }
@@ -26,7 +27,7 @@ int cmd_run(int argc, char **argv) {
     if (cmd_wants_help(argc, argv)) { usage(stdout); return 0; }
     const char *config = NULL, *value;
     const char **overrides = calloc((size_t)argc, sizeof *overrides);
-    int n_overrides = 0, quiet = 0;
+    int n_overrides = 0, quiet = 0, check_only = 0;
     int64_t log_every = 0;
     for (int i = 1; i < argc; i++) {
         int m;
@@ -40,6 +41,8 @@ int cmd_run(int argc, char **argv) {
             }
         } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
             quiet = 1;
+        } else if (!strcmp(argv[i], "--check")) {
+            check_only = 1;
         } else if (argv[i][0] == '-' || config) {
             fprintf(stderr, "grpo run: unexpected argument '%s'\n", argv[i]);
             free(overrides);
@@ -54,6 +57,13 @@ int cmd_run(int argc, char **argv) {
     free(overrides);
     if (s) {
         fprintf(stderr, "grpo run: %s\n", grpo_error_message());
+        return grpo_exit_code(s);
+    }
+    if (check_only) {   /* load, cross-check and look at the paths it names; run nothing */
+        s = run_check_paths(c);
+        if (s) fprintf(stderr, "grpo run: %s\n", grpo_error_message());
+        else printf("%s: %d stages, configuration OK\n", config, c->n_stages);
+        run_config_free(c);
         return grpo_exit_code(s);
     }
     for (int i = 0; i < c->n_stages && log_every > 0; i++) c->stages[i].logging_steps = (int)log_every;
