@@ -404,6 +404,33 @@ static grpo_status write_unfiltered(lm *model, const tokenizer *tok, const probl
     return s;
 }
 
+/* RUN_DIR/data/STAGE.stats.json: what a sampling stage drew and wrote, so a distill
+ * stage resumed after its sampling reports the same counts. */
+static void counts_path(const run_ctx *r, const char *stage, char *path, size_t size) {
+    snprintf(path, size, "%s/data/%s.stats.json", r->run_dir, stage);
+}
+
+static grpo_status write_counts(const run_ctx *r, const char *stage, const run_stage_summary *out) {
+    char path[PATH_MAX], text[128];
+    counts_path(r, stage, path, sizeof path);
+    int n = snprintf(text, sizeof text, "{\"samples\": %d, \"lines\": %d}\n", out->samples, out->kept);
+    return fs_write_atomic(path, text, (size_t)n);
+}
+
+static grpo_status read_counts(const run_ctx *r, const char *stage, run_stage_summary *out) {
+    char path[PATH_MAX];
+    counts_path(r, stage, path, sizeof path);
+    json_error_t err;
+    json_t *o = json_load_file(path, 0, &err);
+    int samples = -1, lines = -1;
+    int bad = !o || json_unpack(o, "{s:i, s:i}", "samples", &samples, "lines", &lines) != 0;
+    json_decref(o);
+    if (bad) return grpo_fail(GRPO_ERR_PARSE, "%s: expected {\"samples\": N, \"lines\": M}", path);
+    out->samples = samples;
+    out->kept = lines;
+    return GRPO_OK;
+}
+
 /* Samples `model` on the stage's train_dataset prompts and writes what it keeps (all of
  * it with filter: false) to RUN_DIR/data/STAGE.jsonl, with its stats beside it. */
 static grpo_status sample_prompts(const run_ctx *r, int index, lm *model, run_stage_summary *out) {
@@ -458,6 +485,7 @@ static grpo_status sample_prompts(const run_ctx *r, int index, lm *model, run_st
                           (long long)stats.samples);
         }
     }
+    if (!s) s = write_counts(r, st->name, out);
     reward_set_free(rewards);
     problem_set_free(ps);
     return s;
@@ -473,8 +501,8 @@ grpo_status run_stage_distill(const run_ctx *r, int index, lm *teacher, lm *stud
     char data[PATH_MAX];
     run_stage_data_path(r, st->name, data, sizeof data);
     /* a resumed stage whose samples were written already goes straight to training */
-    if (!(resuming_inside(r->c, r->run_dir, index) && fs_exists(data)))
-        GRPO_TRY(sample_prompts(r, index, teacher, out));
+    if (resuming_inside(r->c, r->run_dir, index) && fs_exists(data)) GRPO_TRY(read_counts(r, st->name, out));
+    else GRPO_TRY(sample_prompts(r, index, teacher, out));
     run_ctx rs = *r;
     if (student_tok) {
         rs.tok = student_tok;
