@@ -258,6 +258,7 @@ static void mla_layer(dsv3_decoder *d, const dsv3_block_weights *w, float *layer
     /* the new tokens' cache rows: c = kv_a_layernorm(x W_kva[:rkv]^T), k_pe = rope(x W_kva[rkv:]^T) */
     proj(lin, be, d->latent_pre, rkv, xn, D, w->attn.kv_a_proj_with_mqa, T, D, rkv, 0.0f);
     be->rmsnorm_forward(be, d->latent, d->rstd, d->latent_pre, w->attn.kv_a_layernorm, T, rkv, a->rms_norm_eps);
+    linear_round_rows(lin, be, d->latent, rkv, T, rkv);   /* as training's kv_b_proj input (model/linear.h) */
     proj(lin, be, d->k_pe, dr, xn, D, w->attn.kv_a_proj_with_mqa + (size_t)rkv * D, T, D, dr, 0.0f);
     be->rope(be, d->k_pe, T, 1, dr, dr, d->positions, m->rope_cos, m->rope_sin, 1, 0);
     const backend_paged_layout row = {(size_t)bs * F, 0, (size_t)F, 1, bs};
@@ -267,8 +268,8 @@ static void mla_layer(dsv3_decoder *d, const dsv3_block_weights *w, float *layer
     /* q~ = [q_nope W_UK, q_pe] per head: [T, H, rkv + dr] */
     for (int h = 0; h < H; h++) {
         const float *wk = w->attn.kv_b_proj + (size_t)h * (dn + dv) * rkv;   /* W_UK[h]: [dn, rkv] */
-        linear_matmul(lin, be, 0, 0, T, rkv, dn, 1.0f, d->q + (size_t)h * Dqk, QD, wk, rkv, 0.0f,
-                      d->q_cat + (size_t)h * F, H * F);
+        linear_matmul_weight_only(lin, be, 0, 0, T, rkv, dn, 1.0f, d->q + (size_t)h * Dqk, QD, wk, rkv, 0.0f,
+                                  d->q_cat + (size_t)h * F, H * F);
     }
     be->matmul(be, 0, 0, T * H, dr, dr, 1.0f, d->q + dn, Dqk, d->identity, dr, 0.0f, d->q_cat + rkv, F);
 
@@ -279,7 +280,8 @@ static void mla_layer(dsv3_decoder *d, const dsv3_block_weights *w, float *layer
     /* o[h] = o_latent[h] W_UV[h]^T, then x += o_proj(o) */
     for (int h = 0; h < H; h++) {
         const float *wv = w->attn.kv_b_proj + ((size_t)h * (dn + dv) + dn) * rkv;   /* W_UV[h]: [dv, rkv] */
-        proj(lin, be, d->att + (size_t)h * dv, H * dv, d->o_latent + (size_t)h * rkv, H * rkv, wv, T, rkv, dv, 0.0f);
+        linear_matmul_weight_only(lin, be, 0, 1, T, dv, rkv, 1.0f, d->o_latent + (size_t)h * rkv, H * rkv, wv, rkv, 0.0f,
+                                  d->att + (size_t)h * dv, H * dv);
     }
     proj(lin, be, d->x, D, d->att, H * dv, w->attn.o_proj, T, H * dv, D, 1.0f);
 }

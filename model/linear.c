@@ -102,12 +102,11 @@ static const float *weight_copy(linear *lin, backend *be, const float *p) {
 /* Operand `slot` stored [rows, cols] (ld apart), contracted along its columns (along_cols)
  * or its rows; returns the pointer and row stride to multiply. */
 static const float *operand(linear *lin, backend *be, int slot, const float *p, int ld, int rows, int cols,
-                            int along_cols, int *ld_out) {
+                            int along_cols, int weight_only, int *ld_out) {
     const param_set *ps = lin->ps;
-    if (p >= ps->data && p < ps->data + ps->total) {
-        *ld_out = ld;
-        return weight_copy(lin, be, p);
-    }
+    *ld_out = ld;
+    if (p >= ps->data && p < ps->data + ps->total) return weight_copy(lin, be, p);
+    if (weight_only) return p;
     size_t need = (size_t)rows * (size_t)cols;
     if (need > lin->scratch_floats[slot]) {
         be->free(be, lin->scratch[slot]);
@@ -123,19 +122,35 @@ static const float *operand(linear *lin, backend *be, int slot, const float *p, 
     return dst;
 }
 
-void linear_matmul(linear *lin, backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+static void product(linear *lin, backend *be, int weight_only, int trans_a, int trans_b, int M, int N, int K,
+                    float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (!lin || lin->precision == QUANT_FP32 || M == 0 || N == 0 || K == 0) {
         be->matmul(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     pthread_mutex_lock(&lin->lock);
-    int la, lb;
+    int la, lb, w = weight_only;
     /* A is [M, K] (stored [K, M] when trans_a); B is [K, N] (stored [N, K] when trans_b). */
-    const float *a = trans_a ? operand(lin, be, 0, A, lda, K, M, 0, &la) : operand(lin, be, 0, A, lda, M, K, 1, &la);
-    const float *b = trans_b ? operand(lin, be, 1, B, ldb, N, K, 1, &lb) : operand(lin, be, 1, B, ldb, K, N, 0, &lb);
+    const float *a = trans_a ? operand(lin, be, 0, A, lda, K, M, 0, w, &la) : operand(lin, be, 0, A, lda, M, K, 1, w, &la);
+    const float *b = trans_b ? operand(lin, be, 1, B, ldb, N, K, 1, w, &lb) : operand(lin, be, 1, B, ldb, K, N, 0, w, &lb);
     be->matmul(be, trans_a, trans_b, M, N, K, alpha, a, la, b, lb, beta, C, ldc);
     pthread_mutex_unlock(&lin->lock);
+}
+
+void linear_matmul(linear *lin, backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                   const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    product(lin, be, 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void linear_matmul_weight_only(linear *lin, backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    product(lin, be, 1, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void linear_round_rows(linear *lin, backend *be, float *x, int ld, int rows, int cols) {
+    if (!lin || lin->precision == QUANT_FP32 || rows == 0 || cols == 0) return;
+    if (lin->precision == QUANT_BF16) be->round_bf16(be, x, ld, x, ld, rows, cols);
+    else be->round_fp8(be, x, ld, x, ld, rows, cols, 1, QUANT_TILE);
 }
 
 void linear_forward(linear *lin, backend *be, float *y, int ldy, const float *x, int ldx, const float *W, int N,

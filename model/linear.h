@@ -37,6 +37,19 @@ quant_precision linear_get_precision(const linear *lin);   /* QUANT_FP32 for NUL
 void linear_matmul(linear *lin, backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
                    const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* The same with only the weight operand rounded (its copy) and the other operand as it is:
+ * MLA's absorbed decoding (W_UK applied to q_nope, W_UV to the attention-weighted latent),
+ * as DeepSeek-V3's inference code multiplies the dequantised FP8 kv_b_proj with
+ * higher-precision activations. */
+void linear_matmul_weight_only(linear *lin, backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* x[rows, cols] (rows ld apart) rounded in place as linear_matmul rounds an activation
+ * contracted along its columns (fp8: 1x128 tiles); nothing at fp32. MLA's decoding caches
+ * the latent rounded so, which makes its absorbed products equal to training's
+ * round(latent) kv_b_proj^T up to summation order. */
+void linear_round_rows(linear *lin, backend *be, float *x, int ld, int rows, int cols);
+
 /* y[N, out] (rows ldy apart) = x[N, in] (rows ldx apart) W^T + beta y; W: [out, in]. */
 void linear_forward(linear *lin, backend *be, float *y, int ldy, const float *x, int ldx, const float *W, int N,
                     int in, int out, float beta);

@@ -61,13 +61,14 @@ grpo_status mla_decode_blocked(backend *be, const mla_config *cfg, const mla_wei
     float *new_latent = cache_latent + (size_t)n_cached * rkv, *new_rope = cache_rope + (size_t)n_cached * dr;
     mla_linear(w->compute, be, d.kv_a, rkv, x, D, w->kv_a_proj_with_mqa, T, D, rkv, 0.0f);
     be->rmsnorm_forward(be, new_latent, d.kv_a_rstd, d.kv_a, w->kv_a_layernorm, T, rkv, eps);
+    linear_round_rows(w->compute, be, new_latent, rkv, T, rkv);   /* as training's kv_b_proj input */
     mla_linear(w->compute, be, new_rope, dr, x, D, w->kv_a_proj_with_mqa + (size_t)rkv * D, T, D, dr, 0.0f);
     be->rope(be, new_rope, T, 1, dr, dr, d.positions, cos, sin, 1, 0);
 
     /* Absorb W_UK: q_absorbed[:, h] = q_nope[:, h] W_UK[h]  ([T, nope] x [nope, kv_lora]). */
     for (int h = 0; h < H; h++) {
         const float *wk = w->kv_b_proj + (size_t)h * (dn + dv) * rkv;
-        linear_matmul(w->compute, be, 0, 0, T, rkv, dn, 1.0f, d.q + (size_t)h * Dqk, QD, wk, rkv, 0.0f,
+        linear_matmul_weight_only(w->compute, be, 0, 0, T, rkv, dn, 1.0f, d.q + (size_t)h * Dqk, QD, wk, rkv, 0.0f,
                    d.q_absorbed + (size_t)h * rkv, AD);
     }
 
@@ -101,7 +102,8 @@ grpo_status mla_decode_blocked(backend *be, const mla_config *cfg, const mla_wei
     /* Apply W_UV per head: att[:, h] = o_latent[:, h] W_UV[h]^T, then o_proj. */
     for (int h = 0; h < H; h++) {
         const float *wv = w->kv_b_proj + ((size_t)h * (dn + dv) + dn) * rkv;
-        mla_linear(w->compute, be, d.att + (size_t)h * dv, VD, d.q_absorbed + (size_t)h * rkv, AD, wv, T, rkv, dv, 0.0f);
+        linear_matmul_weight_only(w->compute, be, 0, 1, T, dv, rkv, 1.0f, d.q_absorbed + (size_t)h * rkv, AD, wv, rkv,
+                                  0.0f, d.att + (size_t)h * dv, VD);
     }
     mla_linear(w->compute, be, out, D, d.att, VD, w->o_proj, T, VD, D, 0.0f);
     return GRPO_OK;

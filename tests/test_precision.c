@@ -228,6 +228,51 @@ static void test_copy_refresh(void) {
     backend_free(be);
 }
 
+/* Rollouts see the same precision: cached decoding of sequence 0 (a prefill of 8 tokens,
+ * then one token per call) at fp8 gives the fp8 forward's logits up to summation order
+ * (activation tiles are per token, so a token's rounding does not depend on the batch),
+ * and is far from the fp32 forward's. */
+static void test_decode_fp8(const char *json, const char *what) {
+    fixture f;
+    fixture_init(&f, backend_cpu_create(), json, 11);
+    if (!f.m) return;
+    backend *be = f.be;
+    size_t L = (size_t)T * f.V;   /* sequence 0's rows */
+    float *fwd32 = malloc(L * sizeof(float)), *fwd8 = malloc(L * sizeof(float)), *dec = malloc(L * sizeof(float));
+    forward_loss(&f);
+    memcpy(fwd32, f.logits, L * sizeof(float));
+    CHECK_OK(lm_set_precision(f.m, QUANT_FP8));
+    forward_loss(&f);
+    memcpy(fwd8, f.logits, L * sizeof(float));
+    int layers = 0;
+    size_t per_token = 0;
+    f.m->ops->decode->cache_layout(f.m, &layers, &per_token);
+    lm_cache cache = {NULL, layers, 2, 16, per_token};
+    cache.base = be->alloc(be, (size_t)layers * 2 * 16 * per_token * sizeof(float));
+    lm_decode_limits lim = {.max_tokens = T, .max_seqs = 1, .max_logits = T, .max_blocks_per_seq = 2};
+    lm_decoder *d = NULL;
+    CHECK_OK(lm_decoder_create(f.m, &lim, &d));
+    const int32_t blocks[2] = {0, 1};
+    for (int t = 0; d && t < T;) {
+        int n = t == 0 ? 8 : 1;
+        lm_decode_seq s = {f.ids + t, n, t, n, blocks};
+        float *logits = NULL;
+        CHECK_OK(lm_decode(d, &cache, &s, 1, &logits));
+        if (!logits) break;
+        be->to_host(be, dec + (size_t)t * f.V, logits, (size_t)n * f.V * sizeof(float));
+        t += n;
+    }
+    double to8 = rel_l2(dec, fwd8, L), to32 = rel_l2(dec, fwd32, L);
+    printf("%s fp8 decode: rel err %.2e to the fp8 forward, %.2e to the fp32 forward\n", what, to8, to32);
+    CHECK_MSG(to8 < 0.1 * to32 && to8 < 1e-2, "%s: fp8 decoding is %.3g from the fp8 forward, %.3g from fp32's", what,
+              to8, to32);
+    lm_decoder_free(d);
+    be->free(be, cache.base);
+    free(fwd32), free(fwd8), free(dec);
+    fixture_free(&f);
+    backend_free(be);
+}
+
 /* ---- learning under fp8: SFT lowers the loss, then GRPO raises a format reward ---- */
 #define MAX_LOG 64
 typedef struct {
@@ -356,6 +401,8 @@ int main(void) {
     test_against_fp32(v3_json, "deepseek_v3");
     test_fd_fp32();
     test_copy_refresh();
+    test_decode_fp8(dense_json, "qwen2");
+    test_decode_fp8(v3_json, "deepseek_v3");
     test_learning_fp8();
     TEST_MAIN_END();
 }
