@@ -71,7 +71,8 @@ grpo_status run_dataset_path(const run_ctx *r, const char *name, char *path, siz
     uint64_t seed = (uint64_t)(d->seed >= 0 ? d->seed : r->c->run.seed);
     grpo_status s;
     if (d->generate == DATA_ARITH) {
-        data_arith_options o = {.difficulty = d->difficulty, .ops = d->ops, .answer_noise = d->answer_noise};
+        data_arith_options o = {.difficulty = d->difficulty, .ops = d->ops, .answer_noise = d->answer_noise,
+                                .split = d->split};
         s = data_write_arith(f, seed, d->offset, d->n, &o);
     } else {
         data_countdown_options o = {.count = d->count, .max_number = d->max_number, .max_target = d->max_target,
