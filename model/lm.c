@@ -27,7 +27,7 @@ static grpo_status dense_lm_save(lm *m, const char *dir) { return dense_save(m->
 static void dense_lm_destroy(lm *m) { dense_model_free(m->impl); }
 
 static const lm_ops dense_lm_ops = {dense_lm_forward, dense_lm_backward, dense_lm_reserve, dense_lm_save,
-                                     dense_lm_destroy, &dense_lm_decode_ops, NULL, NULL, NULL, NULL};
+                                     dense_lm_destroy, &dense_lm_decode_ops, NULL, NULL, NULL, NULL, NULL};
 
 static grpo_status wrap_dense(backend *be, dense_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
