@@ -100,14 +100,17 @@ static grpo_status open_model(const run_ctx *r, model_source m, lm **model) {
     return s;
 }
 
-/* Opens a model that will be trained: gradients allocated, vocabulary checked. */
-static grpo_status open_trainable(const run_ctx *r, model_source m, lm **model) {
+/* Opens a model for a stage, its vocabulary checked against the tokenizer it will use
+ * (tok: the run's when NULL); gradients are allocated when it will be trained (a model
+ * that only samples, a teacher say, does without). */
+static grpo_status open_for_stage(const run_ctx *r, model_source m, const tokenizer *tok, int trains, lm **model) {
     GRPO_TRY(open_model(r, m, model));
     grpo_status s = GRPO_OK;
-    if (tokenizer_vocab_size(r->tok) > (*model)->vocab_size)
+    if (!tok) tok = r->tok;
+    if (tokenizer_vocab_size(tok) > (*model)->vocab_size)
         s = grpo_fail(GRPO_ERR_INVALID, "the tokenizer has %d tokens but the model's vocab_size is %d",
-                      tokenizer_vocab_size(r->tok), (*model)->vocab_size);
-    if (!s) s = param_set_alloc_grad((*model)->params);
+                      tokenizer_vocab_size(tok), (*model)->vocab_size);
+    if (!s && trains) s = param_set_alloc_grad((*model)->params);
     if (s) {
         lm_free(*model);
         *model = NULL;
@@ -247,13 +250,15 @@ static grpo_status run_one(run_ctx *r, int i, held_model *held, run_stage_summar
     if (!held->model || !same_source(held->source, in)) {
         lm_free(held->model);
         held->model = NULL;
-        GRPO_TRY(open_trainable(r, in, &held->model));
+        GRPO_TRY(open_for_stage(r, in, NULL, 0, &held->model));
         held->source = in;
         log_info("stage %s: model %s (%s, %.2fM parameters)", st->name, out->model, held->model->model_type,
                  (double)held->model->num_parameters / 1e6);
     }
     lm *model = held->model;
-    grpo_status s = GRPO_OK;
+    int trains_input = st->kind == STAGE_SFT || st->kind == STAGE_PRETRAIN || st->kind == STAGE_GRPO;
+    grpo_status s = trains_input ? param_set_alloc_grad(model->params) : GRPO_OK;   /* once; kept after */
+    if (s) return s;
     switch (st->kind) {
     case STAGE_SFT:
     case STAGE_PRETRAIN: s = run_stage_sft(r, i, model, out); break;
@@ -272,10 +277,14 @@ static grpo_status run_one(run_ctx *r, int i, held_model *held, run_stage_summar
         /* a student directory with its own tokenizer trains with it */
         snprintf(tok_probe, sizeof tok_probe, "%s/tokenizer.json", ss.stage == NAMED ? ss.name : "");
         if (ss.stage == NAMED && fs_exists(tok_probe)) s = tokenizer_load_dir(ss.name, &student_tok);
-        if (!s) s = open_trainable(r, ss, &student);
+        if (!s) s = open_for_stage(r, ss, student_tok, 1, &student);
         if (!s) s = run_stage_distill(r, i, model, student, student_tok, student_tok ? ss.name : NULL, out);
         if (!s && st->heldout_dataset) s = run_evaluate(r, st, st->heldout_dataset, model, &out->heldout_teacher);
         tokenizer_free(student_tok);
+        if (s) {
+            lm_free(student);
+            return s;
+        }
         /* the pipeline holds the student from here on */
         lm_free(held->model);
         held->model = student;
