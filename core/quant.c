@@ -95,7 +95,8 @@ void quant_fp8_dequantize(float *x, int ldx, const uint8_t *q, const float *scal
     int tc_count = (cols + tile_cols - 1) / tile_cols;
     for (int r = 0; r < rows; r++) {
         const float *s = scales + (size_t)(r / tile_rows) * tc_count;
-        for (int c = 0; c < cols; c++) x[(size_t)r * ldx + c] = st_e4m3_to_f32(q[(size_t)r * cols + c]) * s[c / tile_cols];
+        for (int c = 0; c < cols; c++)
+            x[(size_t)r * ldx + c] = st_e4m3_to_f32(q[(size_t)r * cols + c]) * s[c / tile_cols];
     }
 }
 
@@ -105,5 +106,6 @@ void quant_fp8_round(float *out, int ldo, const float *x, int ldx, int rows, int
 
 void quant_bf16_round(float *out, int ldo, const float *x, int ldx, int rows, int cols) {
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) out[(size_t)r * ldo + c] = st_bf16_to_f32(st_f32_to_bf16(x[(size_t)r * ldx + c]));
+        for (int c = 0; c < cols; c++)
+            out[(size_t)r * ldo + c] = st_bf16_to_f32(st_f32_to_bf16(x[(size_t)r * ldx + c]));
 }

@@ -280,8 +280,8 @@ static void mla_layer(dsv3_decoder *d, const dsv3_block_weights *w, float *layer
     /* o[h] = o_latent[h] W_UV[h]^T, then x += o_proj(o) */
     for (int h = 0; h < H; h++) {
         const float *wv = w->attn.kv_b_proj + ((size_t)h * (dn + dv) + dn) * rkv;   /* W_UV[h]: [dv, rkv] */
-        linear_matmul_weight_only(lin, be, 0, 1, T, dv, rkv, 1.0f, d->o_latent + (size_t)h * rkv, H * rkv, wv, rkv, 0.0f,
-                                  d->att + (size_t)h * dv, H * dv);
+        linear_matmul_weight_only(lin, be, 0, 1, T, dv, rkv, 1.0f, d->o_latent + (size_t)h * rkv, H * rkv, wv, rkv,
+                                  0.0f, d->att + (size_t)h * dv, H * dv);
     }
     proj(lin, be, d->x, D, d->att, H * dv, w->attn.o_proj, T, H * dv, D, 1.0f);
 }
@@ -351,7 +351,8 @@ static grpo_status decode(dsv3_decoder *d, const lm_cache *cache, const lm_decod
 
 /* x[R, D] = [en, hn] eh_proj^T, eh_proj: [D, 2D] with the embedding half first (as
  * deepseek_v3_mtp.c and the released V3 weights). */
-static void eh_proj(linear *lin, backend *be, float *x, const float *en, const float *hn, const float *W, int R, int D) {
+static void eh_proj(linear *lin, backend *be, float *x, const float *en, const float *hn, const float *W, int R,
+                    int D) {
     linear_matmul(lin, be, 0, 1, R, D, D, 1.0f, en, D, W, 2 * D, 0.0f, x, D);
     linear_matmul(lin, be, 0, 1, R, D, D, 1.0f, hn, D, W + D, 2 * D, 1.0f, x, D);
 }

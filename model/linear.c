@@ -131,8 +131,10 @@ static void product(linear *lin, backend *be, int weight_only, int trans_a, int 
     pthread_mutex_lock(&lin->lock);
     int la, lb, w = weight_only;
     /* A is [M, K] (stored [K, M] when trans_a); B is [K, N] (stored [N, K] when trans_b). */
-    const float *a = trans_a ? operand(lin, be, 0, A, lda, K, M, 0, w, &la) : operand(lin, be, 0, A, lda, M, K, 1, w, &la);
-    const float *b = trans_b ? operand(lin, be, 1, B, ldb, N, K, 1, w, &lb) : operand(lin, be, 1, B, ldb, K, N, 0, w, &lb);
+    const float *a = trans_a ? operand(lin, be, 0, A, lda, K, M, 0, w, &la)
+                             : operand(lin, be, 0, A, lda, M, K, 1, w, &la);
+    const float *b = trans_b ? operand(lin, be, 1, B, ldb, N, K, 1, w, &lb)
+                             : operand(lin, be, 1, B, ldb, K, N, 0, w, &lb);
     be->matmul(be, trans_a, trans_b, M, N, K, alpha, a, la, b, lb, beta, C, ldc);
     pthread_mutex_unlock(&lin->lock);
 }

@@ -23,7 +23,8 @@ grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, con
 
     /* shared experts: out = down(silu(x Wg^T) * (x Wu^T)) */
     if (IS > 0) {
-        proj_backward(w->compute, be, l->ds_act, 0.0f, g->shared_down_proj, dout, l->s_act, w->shared_down_proj, N, IS, H);
+        proj_backward(w->compute, be, l->ds_act, 0.0f, g->shared_down_proj, dout, l->s_act, w->shared_down_proj, N, IS,
+                      H);
         be->swiglu_backward(be, l->ds_gate, l->ds_up, l->ds_act, l->s_gate, l->s_up, (size_t)N * IS);
         proj_backward(w->compute, be, dx, 0.0f, g->shared_gate_proj, l->ds_gate, x, w->shared_gate_proj, N, H, IS);
         proj_backward(w->compute, be, dx, 1.0f, g->shared_up_proj, l->ds_up, x, w->shared_up_proj, N, H, IS);
@@ -39,8 +40,8 @@ grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, con
     for (int e = 0; e < E; e++) {
         int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
         if (n == 0) continue;
-        proj_backward(w->compute, be, l->d_act + (size_t)r0 * I, 0.0f, g->experts_down_proj[e], l->d_rows + (size_t)r0 * H,
-                        l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H);
+        proj_backward(w->compute, be, l->d_act + (size_t)r0 * I, 0.0f, g->experts_down_proj[e],
+                      l->d_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H);
     }
     be->swiglu_backward(be, l->d_gate, l->d_up, l->d_act, l->h_gate, l->h_up, (size_t)NK * I);
     /* d_rows now becomes d xs (every expert's d y_rows has been consumed above) */
@@ -50,9 +51,9 @@ grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, con
         float *dxs = l->d_rows + (size_t)r0 * H;
         const float *xs = l->xs + (size_t)r0 * H;
         proj_backward(w->compute, be, dxs, 0.0f, g->experts_gate_proj[e], l->d_gate + (size_t)r0 * I, xs,
-                        w->experts_gate_proj[e], n, H, I);
-        proj_backward(w->compute, be, dxs, 1.0f, g->experts_up_proj[e], l->d_up + (size_t)r0 * I, xs, w->experts_up_proj[e], n,
-                        H, I);
+                      w->experts_gate_proj[e], n, H, I);
+        proj_backward(w->compute, be, dxs, 1.0f, g->experts_up_proj[e], l->d_up + (size_t)r0 * I, xs,
+                      w->experts_up_proj[e], n, H, I);
     }
     moe_scatter_add(l, dx, l->d_rows, N, 0);
 

@@ -52,14 +52,16 @@ grpo_status moe_forward(moe_layer *l, const moe_weights *w, const float *x, int 
     for (int e = 0; e < E; e++) {
         int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
         if (n == 0) continue;
-        proj(w->compute, be, l->h_gate + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_gate_proj[e], n, H, I, 0.0f);
+        proj(w->compute, be, l->h_gate + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_gate_proj[e], n, H, I,
+             0.0f);
         proj(w->compute, be, l->h_up + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_up_proj[e], n, H, I, 0.0f);
     }
     be->swiglu_forward(be, l->act, l->h_gate, l->h_up, (size_t)NK * I);
     for (int e = 0; e < E; e++) {
         int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
         if (n == 0) continue;
-        proj(w->compute, be, l->y_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H, 0.0f);
+        proj(w->compute, be, l->y_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H,
+             0.0f);
     }
 
     /* out = shared(x) + sum_k weight_k y_k */

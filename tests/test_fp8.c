@@ -56,7 +56,8 @@ static void test_values(const st_file *f) {
         if (!ok && bad_b++ < 5) fprintf(stderr, "bf16(%.9g): torch 0x%04x, ours 0x%04x\n", v[i], (uint16_t)b[i], gb);
         /* a tie between two codes rounds to the even one */
         float lo = st_e4m3_to_f32(e[i] & 0x7f ? (uint8_t)(e[i] - 1) : e[i]);
-        if (isfinite(v[i]) && fabsf(v[i]) < 448 && (e[i] & 0x7f) && fabsf(v[i]) == (fabsf(lo) + fabsf(st_e4m3_to_f32(e[i]))) / 2) {
+        float hi = st_e4m3_to_f32(e[i]);
+        if (isfinite(v[i]) && fabsf(v[i]) < 448 && (e[i] & 0x7f) && fabsf(v[i]) == (fabsf(lo) + fabsf(hi)) / 2) {
             ties++;
             CHECK_MSG((got & 1) == 0, "tie %.9g rounded to odd code 0x%02x", v[i], got);
         }
@@ -94,7 +95,8 @@ static void test_tiles(const st_file *f, backend *be, const char *codes_name, co
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) {
             size_t i = (size_t)r * C + c;
-            float want = st_e4m3_to_f32(((const uint8_t *)tq->data)[i]) * ((const float *)ts->data)[(r / tr) * ((C + tc - 1) / tc) + c / tc];
+            size_t tile = (size_t)(r / tr) * ((C + tc - 1) / tc) + c / tc;
+            float want = st_e4m3_to_f32(((const uint8_t *)tq->data)[i]) * ((const float *)ts->data)[tile];
             if (bits(dq[i]) != bits(want) || bits(rd[i]) != bits(want)) bad++;
             /* E4M3 keeps 3 mantissa bits: a value at least 1/64 of its tile's amax is within 2^-4 relative */
             float sc = s[(r / tr) * ((C + tc - 1) / tc) + c / tc];

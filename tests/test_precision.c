@@ -389,7 +389,8 @@ static void test_config(void) {
     if (c) CHECK_INT(QUANT_FP8, c->run.precision);
     run_config_free(c);
     c = NULL;
-    CHECK_FAILS(run_config_load(path, fp16, 1, &c), "run.precision: expected one of 'fp32', 'bf16', 'fp8', found 'fp16'");
+    CHECK_FAILS(run_config_load(path, fp16, 1, &c),
+                "run.precision: expected one of 'fp32', 'bf16', 'fp8', found 'fp16'");
     CHECK(c == NULL);
     quant_precision p;
     CHECK_FAILS(quant_precision_parse("fp16", "--precision", &p), "fp16 is not supported");
