@@ -22,7 +22,7 @@ static int tokens_append(token_buffer *b, const int32_t *ids, int64_t n) {
         b->data = p;
         b->cap = cap;
     }
-    memcpy(b->data + b->len, ids, (size_t)n * sizeof(int32_t));
+    if (n > 0) memcpy(b->data + b->len, ids, (size_t)n * sizeof(int32_t));   /* an empty response: ids may be NULL */
     b->len += n;
     return 1;
 }
