@@ -306,6 +306,8 @@ grpo_status run_evaluate(const run_ctx *r, const stage_section *st, const char *
     grpo_status s = problem_set_load(path, r->tok, sampling_template(st), st->max_prompt_length, &problems);
     if (!s) s = stage_rewards(st, &rewards);
     grpo_config cfg = run_config_grpo(r->c, st);
+    /* the run's seed, not the stage's: one model gets the same numbers in every row */
+    cfg.seed = (uint64_t)r->c->run.seed;
     eval_summary es;
     if (!s) s = grpo_evaluate(&cfg, model, r->tok, problems, rewards, &es);
     if (!s) copy_eval(out, &es);

@@ -65,7 +65,7 @@ static const char *pipeline_yaml =
     "  - {name: rl, kind: grpo, train_dataset: train}\n"                                           /* 26 */
     "  - {name: sample, kind: rejection, train_dataset: train, filter: false}\n"                   /* 27 */
     "  - {name: resft, kind: sft, train_dataset: kept}\n"                                          /* 28 */
-    "  - {name: small, kind: distill, train_dataset: train, student: tiny-dense, filter: false}\n" /* 29 */
+    "  - {name: small, kind: distill, train_dataset: train, seed: 9, student: tiny-dense, filter: false}\n" /* 29 */
     "  - {name: final, kind: eval, model: rl, eval_dataset: held}\n";                              /* 30 */
 
 static char *config_text(void) {
@@ -181,6 +181,10 @@ static void test_every_kind(void) {
         CHECK(isfinite(sum->stages[5].heldout_teacher.pass_at_1));
         CHECK(strstr(sum->stages[5].student, "tiny-dense") != NULL);
         CHECK(strstr(sum->stages[5].model, "models/resft") != NULL);
+        /* the teacher is resft's output: the same held-out numbers as resft's row, whatever
+         * the stage's own seed */
+        CHECK_NEAR(sum->stages[4].heldout.pass_at_1, sum->stages[5].heldout_teacher.pass_at_1, 0, 0);
+        CHECK_NEAR(sum->stages[4].heldout.mean_length, sum->stages[5].heldout_teacher.mean_length, 0, 0);
         /* eval names an earlier stage's output */
         CHECK(strstr(sum->stages[6].model, "models/rl") != NULL);
         CHECK_INT(2, sum->stages[6].heldout.k);
