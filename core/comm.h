@@ -50,6 +50,9 @@ grpo_status comm_broadcast(comm *c, backend *be, void *buf, size_t bytes, int ro
  * rank r (the dispatch/combine of expert parallelism). */
 grpo_status comm_alltoall_f32(comm *c, backend *be, const float *send, float *recv, size_t count);
 grpo_status comm_barrier(comm *c);
+/* The deadline of the collectives from now on, in seconds (<= 0: none); returns the one
+ * before, so a caller that waits on one rank's long solo work can lift it and put it back. */
+double comm_set_timeout(comm *c, double seconds);
 /* Every rank learns whether any rank failed: returns GRPO_OK only when s is GRPO_OK on
  * all ranks; a rank whose s was OK gets an error naming the lowest failing rank. */
 grpo_status comm_agree(comm *c, grpo_status s);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 static int current_level = -1;
+static char current_prefix[64];
 
 int log_level_parse(const char *name) {
     static const char *names[] = {"error", "warn", "info", "debug"};
@@ -26,6 +27,8 @@ log_level log_get_level(void) {
 
 void log_set_level(log_level level) { current_level = level; }
 
+void log_set_prefix(const char *prefix) { snprintf(current_prefix, sizeof current_prefix, "%s", prefix ? prefix : ""); }
+
 void log_write(log_level level, const char *fmt, ...) {
     if (level > log_get_level()) return;
     static const char *tags[] = {"error", "warn", "info", "debug"};
@@ -34,7 +37,7 @@ void log_write(log_level level, const char *fmt, ...) {
     struct tm tm;
     localtime_r(&now, &tm);
     int n = (int)strftime(line, sizeof line, "%H:%M:%S", &tm);
-    n += snprintf(line + n, sizeof line - n, " [%s] ", tags[level]);
+    n += snprintf(line + n, sizeof line - n, " [%s] %s", tags[level], current_prefix);
     va_list ap;
     va_start(ap, fmt);
     if (n < (int)sizeof line) n += vsnprintf(line + n, sizeof line - n, fmt, ap);

@@ -6,6 +6,8 @@
 typedef enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 } log_level;
 
 void log_set_level(log_level level);
+/* Printed after the level tag of every line from now on ("rank 1: "); NULL or "" for none. */
+void log_set_prefix(const char *prefix);
 log_level log_get_level(void);
 /* Parses "error|warn|info|debug"; returns -1 for anything else. */
 int log_level_parse(const char *name);

@@ -17,6 +17,7 @@
 #include "core/progress.h"
 #include "model/presets.h"
 #include "rl/run_impl.h"
+#include "rl/run_ranks.h"
 
 /* Where a model comes from: the output of stage `stage` (>= 0), the run's model section
  * (RUN_MODEL) or a preset / directory named by a stage key (NAMED). */
@@ -263,9 +264,9 @@ static grpo_status run_one(run_ctx *r, int i, held_model *held, run_stage_summar
     case STAGE_SFT:
     case STAGE_PRETRAIN: s = run_stage_sft(r, i, model, out); break;
     case STAGE_GRPO: s = run_stage_grpo(r, i, model, out); break;
-    case STAGE_REJECTION: s = run_stage_rejection(r, i, model, out); break;
+    case STAGE_REJECTION: s = RUN_ON_ROOT(run_stage_rejection(r, i, model, out)); break;
     case STAGE_EVAL:
-        s = run_evaluate(r, st, st->eval_dataset, model, &out->after);
+        s = RUN_ON_ROOT(run_evaluate(r, st, st->eval_dataset, model, &out->after));
         out->heldout = out->after;
         break;
     case STAGE_DISTILL: {
@@ -279,7 +280,8 @@ static grpo_status run_one(run_ctx *r, int i, held_model *held, run_stage_summar
         if (ss.stage == NAMED && fs_exists(tok_probe)) s = tokenizer_load_dir(ss.name, &student_tok);
         if (!s) s = open_for_stage(r, ss, student_tok, 1, &student);
         if (!s) s = run_stage_distill(r, i, model, student, student_tok, student_tok ? ss.name : NULL, out);
-        if (!s && st->heldout_dataset) s = run_evaluate(r, st, st->heldout_dataset, model, &out->heldout_teacher);
+        if (!s && st->heldout_dataset)
+            s = RUN_ON_ROOT(run_evaluate(r, st, st->heldout_dataset, model, &out->heldout_teacher));
         tokenizer_free(student_tok);
         if (s) {
             lm_free(student);
@@ -297,13 +299,13 @@ static grpo_status run_one(run_ctx *r, int i, held_model *held, run_stage_summar
     if (s) return s;
     if (!passes_model_through(st)) {
         held->source = (model_source){i, NULL};
-        GRPO_TRY(save_output(r, st->name, model, out->output, sizeof out->output));
+        GRPO_TRY(RUN_ON_ROOT(save_output(r, st->name, model, out->output, sizeof out->output)));
     }
     if (st->heldout_dataset && st->kind != STAGE_EVAL && st->kind != STAGE_DISTILL) {
         if (st->kind == STAGE_GRPO && st->eval_dataset && !strcmp(st->eval_dataset, st->heldout_dataset))
             out->heldout = out->after;   /* the same evaluation, already done by the trainer */
         else
-            GRPO_TRY(run_evaluate(r, st, st->heldout_dataset, model, &out->heldout));
+            GRPO_TRY(RUN_ON_ROOT(run_evaluate(r, st, st->heldout_dataset, model, &out->heldout)));
         log_info("stage %s: held-out pass@1 %.1f%%, pass@%d %.1f%%, mean length %.1f", st->name,
                  100 * out->heldout.pass_at_1, out->heldout.k, 100 * out->heldout.pass_at_k, out->heldout.mean_length);
     }
@@ -319,20 +321,17 @@ grpo_status run_execute(const run_config *c, run_summary *summary) {
 #endif
     char *run_dir = summary->run_dir, tok_dir[PATH_MAX], db_path[PATH_MAX];
     snprintf(run_dir, sizeof summary->run_dir, "%s/%s", c->run.output_dir, c->run.name);
-    if (!c->run.resume && fs_exists(run_dir))
-        return grpo_fail(GRPO_ERR_INVALID, "%s exists and run.resume is false: remove it or choose another run.name",
-                         run_dir);
-    GRPO_TRY(fs_mkdirs(run_dir));
+    GRPO_TRY(run_ranks_make_run_dir(run_dir, !c->run.resume));   /* rank 0 checks and creates it */
 
-    backend *be = c->run.backend == 1 ? backend_cuda_create(0) : backend_cpu_create();
+    backend *be = c->run.backend == 1 ? backend_cuda_create(run_ranks_device()) : backend_cpu_create();
     if (!be) return GRPO_ERR_UNSUPPORTED;
     tokenizer *tok = NULL;
     run_ctx r = {.c = c, .run_dir = run_dir, .tok_dir = tok_dir, .be = be};
     snprintf(db_path, sizeof db_path, "%s/run.db", run_dir);
-    grpo_status s = store_open(db_path, &r.db);
+    grpo_status s = run_ranks_is_root() ? store_open(db_path, &r.db) : GRPO_OK;   /* rank 0 owns the store */
     char *config_text = NULL;
     if (!s) s = cfg_dump(cfg_root(c->doc), &config_text);
-    if (!s) {
+    if (!s && r.db) {
         /* A resumed run keeps its row (and metrics); a new one gets its own. */
         if (store_find_run(r.db, c->run.name, &r.run_id) != GRPO_OK) {
             grpo_error_clear();
@@ -341,7 +340,9 @@ grpo_status run_execute(const run_config *c, run_summary *summary) {
         grpo_set_abort_hook(store_abort_hook, r.db);
     }
     free(config_text);
-    if (!s) s = prepare_tokenizer(c, run_dir, tok_dir, sizeof tok_dir, &tok);
+    if (!s && run_ranks_is_root()) s = prepare_tokenizer(c, run_dir, tok_dir, sizeof tok_dir, &tok);
+    s = run_ranks_join(s);   /* the other ranks read what rank 0 wrote */
+    if (!s && !tok) s = run_ranks_load_tokenizer(run_dir, tok_dir, sizeof tok_dir, &tok);
     r.tok = tok;
     for (int i = 0; i < c->n_stages; i++) {
         run_stage_summary_clear(&summary->stages[i]);
@@ -350,7 +351,9 @@ grpo_status run_execute(const run_config *c, run_summary *summary) {
     }
     summary->n_stages = c->n_stages;
     int start = 0;
-    if (!s) s = first_unfinished(&r, summary, &start);
+    if (!s && r.db) s = first_unfinished(&r, summary, &start);
+    s = run_ranks_share_int(s, &start);   /* every rank resumes where rank 0's store says */
+    if (!s) s = run_ranks_materialise(&r);
     if (!s && start > 0)
         log_info("run %s: stages 0..%d finished in an earlier invocation (see run.db); resuming at stage %s", run_dir,
                  start - 1, start < c->n_stages ? c->stages[start].name : "(none: all done)");
@@ -360,19 +363,19 @@ grpo_status run_execute(const run_config *c, run_summary *summary) {
         run_stage_summary *out = &summary->stages[i];
         r.stage = i;
         double t0 = progress_now();
-        s = store_begin_stage(r.db, r.run_id, i, st->name, stage_kind_names[st->kind]);
+        s = r.db ? store_begin_stage(r.db, r.run_id, i, st->name, stage_kind_names[st->kind]) : GRPO_OK;
         if (!s) s = run_one(&r, i, &held, out);
         out->seconds = progress_now() - t0;
         if (!s) {
             json_t *o = run_stage_summary_to_json(out);
             char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
             json_decref(o);
-            s = text ? store_end_stage(r.db, r.run_id, i, out->steps, text)
-                     : grpo_fail(GRPO_ERR_NOMEM, "out of memory");
+            s = !text ? grpo_fail(GRPO_ERR_NOMEM, "out of memory")
+                : r.db ? store_end_stage(r.db, r.run_id, i, out->steps, text) : GRPO_OK;
             free(text);
         }
     }
-    if (!s) s = run_summary_write(summary);
+    if (!s && run_ranks_is_root()) s = run_summary_write(summary);
     if (r.db) {
         store_set_run_status(r.db, r.run_id, s ? "failed" : "finished");
         grpo_set_abort_hook(NULL, NULL);

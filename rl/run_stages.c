@@ -18,6 +18,7 @@
 #include "rl/problems.h"
 #include "rl/rejection.h"
 #include "rl/run_impl.h"
+#include "rl/run_ranks.h"
 #include "rl/sft.h"
 
 void run_put_metrics(void *ctx, int step, int n, const char *const *names, const double *values) {
@@ -64,6 +65,7 @@ grpo_status run_dataset_path(const run_ctx *r, const char *name, char *path, siz
     snprintf(dir, sizeof dir, "%s/data", r->run_dir);
     GRPO_TRY(fs_mkdirs(dir));
     snprintf(path, size, "%s/%s.jsonl", dir, d->name);
+    if (!run_ranks_is_root()) return GRPO_OK;   /* rank 0 wrote it (run_ranks_materialise) */
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -224,12 +226,7 @@ static grpo_config run_config_grpo(const run_config *c, const stage_section *st)
 static grpo_status load_reference(const char *run_dir, const stage_section *st, lm *model, backend *be, lm **ref) {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/ref-%s", run_dir, st->name);
-    char config[PATH_MAX];
-    snprintf(config, sizeof config, "%s/config.json", dir);
-    if (!fs_exists(config)) {
-        GRPO_TRY(fs_mkdirs(dir));
-        GRPO_TRY(lm_save(model, dir));
-    }
+    GRPO_TRY(run_ranks_save_once(model, dir));   /* rank 0 writes it unless it is there */
     GRPO_TRY(lm_load_dir(be, dir, ref));
     grpo_status s = lm_set_precision(*ref, lm_get_precision(model));   /* the policy's compute precision */
     if (s) {
@@ -505,7 +502,7 @@ grpo_status run_stage_distill(const run_ctx *r, int index, lm *teacher, lm *stud
     run_stage_data_path(r, st->name, data, sizeof data);
     /* a resumed stage whose samples were written already goes straight to training */
     if (resuming_inside(r->c, r->run_dir, index) && fs_exists(data)) GRPO_TRY(read_counts(r, st->name, out));
-    else GRPO_TRY(sample_prompts(r, index, teacher, out));
+    else GRPO_TRY(RUN_ON_ROOT(sample_prompts(r, index, teacher, out)));
     run_ctx rs = *r;
     if (student_tok) {
         rs.tok = student_tok;
@@ -514,6 +511,6 @@ grpo_status run_stage_distill(const run_ctx *r, int index, lm *teacher, lm *stud
     if (st->kd_alpha > 0)
         GRPO_TRY(distill_check_tokenizers(r->tok, r->tok_dir, rs.tok, rs.tok_dir));
     GRPO_TRY(sft_on(&rs, index, student, data, teacher, out));
-    if (st->heldout_dataset) GRPO_TRY(run_evaluate(&rs, st, st->heldout_dataset, student, &out->heldout));
+    if (st->heldout_dataset) GRPO_TRY(RUN_ON_ROOT(run_evaluate(&rs, st, st->heldout_dataset, student, &out->heldout)));
     return GRPO_OK;
 }

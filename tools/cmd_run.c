@@ -6,6 +6,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "rl/run.h"
+#include "rl/run_ranks.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 
@@ -52,6 +53,7 @@ int cmd_run(int argc, char **argv) {
         }
     }
     if (!config) { usage(stderr); free(overrides); return 2; }
+    run_ranks_setup();   /* under mpirun/srun: rank 0 prints, the others only warnings and errors */
     run_config *c;
     grpo_status s = run_config_load(config, overrides, n_overrides, &c);
     free(overrides);
@@ -74,7 +76,7 @@ int cmd_run(int argc, char **argv) {
     run_summary summary;
     s = run_execute(c, &summary);
     if (s) fprintf(stderr, "grpo run: %s\n", grpo_error_message());
-    else run_summary_print(&summary, stdout);
+    else if (run_ranks_is_root()) run_summary_print(&summary, stdout);
     run_config_free(c);
     return grpo_exit_code(s);
 }
