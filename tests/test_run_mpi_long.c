@@ -48,6 +48,29 @@ static const char *config =
     "    entropy_coef: 0.05\n"
     "    rewards:\n      - {name: accuracy, weight: 1.0}\n      - {name: format, weight: 0.5}\n";
 
+/* Every stage kind (as tests/test_pipeline.c): pretrain, sft, grpo, rejection sampling, an
+ * SFT on its output, distillation into a new student and an evaluation. */
+static const char *pipeline =
+    "run: {name: p, output_dir: runs, seed: 5, threads: 1}\n"
+    "model: {preset: tiny-dense, tokenizer: builtin}\n"
+    "datasets:\n"
+    "  - {name: text, generate: arith, n: 48, difficulty: 1, ops: \"+-\", answer_noise: 0.5}\n"
+    "  - {name: train, generate: arith, n: 48, offset: 1000, difficulty: 1, ops: \"+-\"}\n"
+    "  - {name: held, generate: arith, n: 6, offset: 90000, difficulty: 1, ops: \"+-\"}\n"
+    "  - {name: kept, from_stage: sample}\n"
+    "defaults: {max_steps: 2, per_device_train_batch_size: 4, max_length: 96, max_prompt_length: 48,\n"
+    "  max_completion_length: 24, learning_rate: 1.0e-3, eval_num_generations: 2, num_generations: 2,\n"
+    "  num_samples: 2, max_prompts: 4, heldout_dataset: held, prompt_template: \"Q: {prompt}\\nA: \",\n"
+    "  rewards: [{name: accuracy}, {name: format, weight: 0.2}]}\n"
+    "stages:\n"
+    "  - {name: base, kind: pretrain, train_dataset: text, max_steps: 3}\n"
+    "  - {name: cold, kind: sft, train_dataset: text}\n"
+    "  - {name: rl, kind: grpo, train_dataset: train}\n"
+    "  - {name: sample, kind: rejection, train_dataset: train, filter: false}\n"
+    "  - {name: resft, kind: sft, train_dataset: kept}\n"
+    "  - {name: small, kind: distill, train_dataset: train, seed: 9, student: tiny-dense, filter: false}\n"
+    "  - {name: final, kind: eval, model: rl, eval_dataset: held}\n";
+
 /* mpirun for 2 ranks on this machine, as root too, one thread per rank; the per-rank
  * gradient accumulation is half the single process's (the same global batch). */
 #define MPIRUN                                                                                                    \
@@ -234,9 +257,40 @@ int main(void) {
     free(out);
     free(err);
 
+    /* every stage kind on 2 ranks (half the per-rank batch): the same samples, held-out
+     * table and models as one process */
+    snprintf(path, sizeof path, "%s/p.yaml", dir);
+    CHECK_OK(fs_write_atomic(path, pipeline, strlen(pipeline)));
+    CHECK_INT(0, sh("%s run p.yaml --quiet > p1.out 2> p1.err", grpo));
+    CHECK_INT(0, sh(MPIRUN "%s run p.yaml --set run.name=p2 --set defaults.per_device_train_batch_size=2 > p2.out "
+                    "2> p2.err", grpo));
+    CHECK_INT(0, sh("cmp runs/p/data/sample.jsonl runs/p2/data/sample.jsonl && cmp runs/p/data/small.jsonl "
+                    "runs/p2/data/small.jsonl"));
+    char *p1 = read_in_dir("p1.out"), *p2 = read_in_dir("p2.out");
+    const char *t1 = p1 ? strstr(p1, "held-out after each stage") : NULL;
+    const char *t2 = p2 ? strstr(p2, "held-out after each stage") : NULL;
+    const char *e1 = t1 ? strstr(t1, "summary: ") : NULL, *e2 = t2 ? strstr(t2, "summary: ") : NULL;
+    CHECK_MSG(t1 && t2 && e1 && e2 && e1 - t1 == e2 - t2 && !memcmp(t1, t2, (size_t)(e1 - t1)) &&
+                  count(t2, "final            eval") == 1,
+              "held-out tables differ:\n%s\n%s", p1 ? p1 : "", p2 ? p2 : "");
+    free(p1);
+    free(p2);
+    const char *stages[] = {"rl", "small"};
+    for (int i = 0; i < 2; i++) {
+        size_t n1 = 0, n2 = 0;
+        float *a = weights("p", stages[i], &n1), *b = weights("p2", stages[i], &n2);
+        CHECK(a && b && n1 == n2);
+        double diff = a && b && n1 == n2 ? max_diff(a, b, n1) : INFINITY;
+        printf("pipeline stage %s: 2 ranks vs 1 process: max |dw| %.3g\n", stages[i], diff);
+        CHECK(diff < TOL);
+        free(a);
+        free(b);
+    }
+
     /* rank 1 killed after the GRPO stage's first checkpoint: the job stops, naming it */
     char tag[64];
     snprintf(tag, sizeof tag, "GRPO_TEST_RUN_MPI=%d", (int)getpid());
+    fflush(stdout);
     pid_t job = fork();
     if (job == 0) {
         if (chdir(dir) != 0) _exit(127);
