@@ -64,7 +64,7 @@ int cmd_run(int argc, char **argv) {
     if (check_only) {   /* load, cross-check and look at the paths it names; run nothing */
         s = run_check_paths(c);
         if (s) fprintf(stderr, "grpo run: %s\n", grpo_error_message());
-        else printf("%s: %d stages, configuration OK\n", config, c->n_stages);
+        else if (run_ranks_is_root()) printf("%s: %d stages, configuration OK\n", config, c->n_stages);
         run_config_free(c);
         return grpo_exit_code(s);
     }
