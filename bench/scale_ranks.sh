@@ -49,7 +49,7 @@ YAML
 for np in 1 2; do
   mpirun -np "$np" "${mpi[@]}" "$grpo" run "$root/sft.yaml" --quiet --set run.name=r$np \
     --set "stages[0].per_device_train_batch_size=$((8 / np))" > /dev/null
-  jq -r --arg np "$np" --arg preset "$preset" \
-    '.stages[0] | "BENCH grpo-run preset=\($preset) ranks=\($np) steps=\(.steps) step_s=\(.wall_seconds / .steps)"' \
-    "$root/runs/r$np/summary.json"
+  python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["stages"][0]
+print("BENCH grpo-run preset=%s ranks=%s steps=%d step_s=%.4f" % (sys.argv[2], sys.argv[3], s["steps"], s["wall_seconds"] / s["steps"]))' \
+    "$root/runs/r$np/summary.json" "$preset" "$np"
 done
