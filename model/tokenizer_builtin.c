@@ -45,7 +45,7 @@ static json_t *byte_level_step(void) {
 /* Token string (bytes_to_unicode form) of bytes s[0..n). out holds 2n + 1 bytes. */
 static void byte_level_string(const char *s, size_t n, char *out) {
     size_t w = 0;
-    for (size_t i = 0; i < n; i++) w += (size_t)tok_utf8_encode(tok_byte_to_unicode((unsigned char)s[i]), out + w);
+    for (size_t i = 0; i < n; i++) w += (size_t)utf8_encode(tok_byte_to_unicode((unsigned char)s[i]), out + w);
     out[w] = '\0';
 }
 

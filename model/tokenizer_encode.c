@@ -116,7 +116,7 @@ static grpo_status bpe_piece(encoder *e, const unsigned char *p, size_t m) {
     if (tok->ignore_merges) { /* a piece that is itself a token is taken whole (Llama 3) */
         GRPO_TRY(RESERVE(e, mapped, cap_mapped, 2 * m));
         size_t n = 0;
-        for (size_t i = 0; i < m; i++) n += (size_t)tok_utf8_encode(tok_byte_to_unicode(p[i]), e->mapped + n);
+        for (size_t i = 0; i < m; i++) n += (size_t)utf8_encode(tok_byte_to_unicode(p[i]), e->mapped + n);
         int32_t id = tok_strmap_get(&tok->vocab, tok->arena, e->mapped, n);
         if (id >= 0) return emit(e, id);
     }
@@ -199,7 +199,7 @@ static grpo_status find_marks(encoder *e, const tok_pretok_step *step, const cha
         }
         if (me == ms) { /* skip one character */
             uint32_t cp;
-            int k = tok_utf8_decode((const unsigned char *)s + pos, piece.len - pos, &cp);
+            int k = utf8_decode((const unsigned char *)s + pos, piece.len - pos, &cp);
             pos += k ? (size_t)k : 1;
             continue;
         }
@@ -296,7 +296,7 @@ static grpo_status encode_segment(encoder *e, const char *text, size_t len) {
  * `end - 1` when the bytes there are not valid UTF-8. */
 static size_t previous_char(const char *s, size_t begin, size_t end, uint32_t *cp, int *valid) {
     for (size_t k = 1; k <= 4 && k <= end - begin; k++) {
-        int n = tok_utf8_decode((const unsigned char *)s + end - k, k, cp);
+        int n = utf8_decode((const unsigned char *)s + end - k, k, cp);
         if (n == (int)k) { *valid = 1; return end - k; }
     }
     *valid = 0;
@@ -348,7 +348,7 @@ static grpo_status encode_range(encoder *e, const char *text, size_t begin, size
         if (hit->rstrip) {
             while (me < end) {
                 uint32_t cp;
-                int k = tok_utf8_decode((const unsigned char *)text + me, end - me, &cp);
+                int k = utf8_decode((const unsigned char *)text + me, end - me, &cp);
                 if (!k || !tok_is_whitespace(cp)) break;
                 me += (size_t)k;
             }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/utf8.h"
 #include "model/tokenizer.h"
 
 /* ---- string -> id: open addressing over (offset, length) keys into one arena ---- */
@@ -112,8 +113,6 @@ int tok_pairmap_put(tok_pairmap *m, int32_t left, int32_t right, int32_t rank, i
 
 /* Decodes one UTF-8 sequence at s[0..n); returns its length and the code point, or 0
  * for an invalid / truncated sequence. */
-int tok_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
-int tok_utf8_encode(uint32_t cp, char out[4]);
 /* Unicode White_Space (Rust char::is_whitespace), used for lstrip/rstrip. */
 int tok_is_whitespace(uint32_t cp);
 

@@ -91,7 +91,7 @@ static grpo_status add_decoded_bytes(tokenizer *tok, int32_t id) {
     int all_mapped = 1;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        int k = tok_utf8_decode(s + i, n - i, &cp);
+        int k = utf8_decode(s + i, n - i, &cp);
         int b = k ? tok_unicode_to_byte(cp) : -1;
         if (b < 0) { all_mapped = 0; break; }
         buf[out_len++] = (char)b;
@@ -185,7 +185,7 @@ static grpo_status load_vocab(tokenizer *tok, const json_t *vocab) {
     }
     for (int b = 0; b < 256; b++) {
         char s[4];
-        int k = tok_utf8_encode(tok_byte_to_unicode(b), s);
+        int k = utf8_encode(tok_byte_to_unicode(b), s);
         tok->byte_id[b] = tok_strmap_get(&tok->vocab, tok->arena, s, (size_t)k);
     }
     return GRPO_OK;

@@ -137,16 +137,16 @@ static void print_stage_evals(const run_summary *s, FILE *out) {
         const run_stage_summary *st = &s->stages[i];
         char a[96], b[96], c[96];
         c[0] = 0;
-        if (!strcmp(st->kind, "grpo") || isfinite(st->before.pass_at_1) || isfinite(st->after.pass_at_1)) {
+        if (isfinite(st->before.pass_at_1) || isfinite(st->after.pass_at_1)) {
             before_after(a, sizeof a, "pass@1", st->before.pass_at_1, st->after.pass_at_1, 1);
             char label[32];
             snprintf(label, sizeof label, "maj@%d", st->after.k ? st->after.k : st->before.k);
             before_after(b, sizeof b, label, st->before.maj_at_k, st->after.maj_at_k, 1);
             before_after(c, sizeof c, "length", st->before.mean_length, st->after.mean_length, 0);
-        } else if (isfinite(st->before.loss) || isfinite(st->after.loss) || !strcmp(st->kind, "sft")) {
+        } else if (isfinite(st->before.loss) || isfinite(st->after.loss) || isfinite(st->after.exact_match)) {
             before_after(a, sizeof a, "loss", st->before.loss, st->after.loss, 0);
             before_after(b, sizeof b, "exact", st->before.exact_match, st->after.exact_match, 1);
-        } else {
+        } else {   /* no eval_dataset */
             snprintf(a, sizeof a, "-");
             b[0] = 0;
         }

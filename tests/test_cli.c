@@ -158,7 +158,7 @@ int main(void) {
         EXPECT_RUN("run grpo.yaml --set stages[0].loss_type=ppo", 1, "loss_type");
         snprintf(path, sizeof path, "%s/runs/g", dir);
         CHECK_MSG(!fs_exists(path), "a refused config must not start a run (found %s)", path);
-        EXPECT_RUN("run grpo.yaml", 0, "pass@1");
+        EXPECT_RUN("run grpo.yaml", 0, "summary: runs/g/summary.json");
     }
 
     /* run: bad dataset lines name file:line */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/store.h"
+#include "core/utf8.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 
@@ -42,32 +43,14 @@ static void usage(FILE *f) {
                "Control characters and invalid UTF-8 in model output are printed escaped.\n");
 }
 
-/* Length of a valid UTF-8 sequence at s, 0 when invalid (RFC 3629); *cp gets the code point. */
-static int utf8_decode(const unsigned char *s, unsigned *cp) {
-    unsigned c = s[0], min;
-    int n;
-    if (c < 0x80) { *cp = c; return 1; }
-    if ((c & 0xe0) == 0xc0) { n = 2; min = 0x80; c &= 0x1f; }
-    else if ((c & 0xf0) == 0xe0) { n = 3; min = 0x800; c &= 0x0f; }
-    else if ((c & 0xf8) == 0xf0) { n = 4; min = 0x10000; c &= 0x07; }
-    else return 0;
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
-    *cp = c;
-    return n;
-}
-
 /* Writes text safe for a terminal: \n starts a new line indented by `indent`, \t stays,
  * other C0/C1 controls, DEL, bidi controls and bad bytes are escaped, backslash doubled. */
 static void put_safe(FILE *out, const char *text, const char *indent) {
     const unsigned char *s = (const unsigned char *)(text ? text : "");
     fputs(indent, out);
     while (*s) {
-        unsigned cp;
-        int n = utf8_decode(s, &cp);
+        uint32_t cp;
+        int n = utf8_decode(s, 4, &cp);   /* stops at the NUL: not a continuation byte */
         if (n == 0) {
             fprintf(out, "\\x%02x", *s);
             s++;

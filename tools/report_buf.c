@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/utf8.h"
 #include "tools/report.h"
 
 static int reserve(report_buf *b, size_t extra) {
@@ -44,24 +45,12 @@ void report_buf_printf(report_buf *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one (overlong
- * forms, surrogates and code points above U+10FFFF are invalid, RFC 3629). */
+/* Length of the valid UTF-8 sequence at s (1..4), 0 when it is not one, minus the length
+ * for a C1 control (valid, but dropped from HTML text). */
 static int utf8_sequence(const unsigned char *s) {
-    unsigned c = s[0];
-    int n;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if ((c & 0xe0) == 0xc0) { n = 2; min = 0x80; c &= 0x1f; }
-    else if ((c & 0xf0) == 0xe0) { n = 3; min = 0x800; c &= 0x0f; }
-    else if ((c & 0xf8) == 0xf0) { n = 4; min = 0x10000; c &= 0x07; }
-    else return 0;
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
-    if (c >= 0x80 && c <= 0x9f) return -n;   /* a C1 control: valid but dropped */
-    return n;
+    uint32_t c;
+    int n = utf8_decode(s, 4, &c);   /* stops at the NUL: not a continuation byte */
+    return n > 0 && c >= 0x80 && c <= 0x9f ? -n : n;
 }
 
 void report_buf_html(report_buf *b, const char *text) {
