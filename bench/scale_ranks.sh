@@ -27,7 +27,7 @@ root=$(mktemp -d /tmp/grpo_scale_XXXX)
 trap 'rm -rf "$root"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mpi=(--oversubscribe --bind-to none --mca btl self,tcp --mca btl_tcp_if_include lo -x OMP_NUM_THREADS)
-echo "machine: $(nproc) cores, $(uname -m); $(date -u +%Y-%m-%dT%H:%MZ); OMP_NUM_THREADS=$OMP_NUM_THREADS;" \
+echo "machine: $(nproc --all) cores, $(uname -m); $(date -u +%Y-%m-%dT%H:%MZ); OMP_NUM_THREADS=$OMP_NUM_THREADS;" \
      "load $(cut -d' ' -f1 /proc/loadavg)"
 
 "$exe" --worker-data "$root"
