@@ -150,10 +150,25 @@ extern "C" backend *backend_cuda_create(int device) {
     be->scale = cuda_scale;
     be->add_bias = cuda_add_bias;
     be->sum_squares = cuda_sum_squares;
+    be->bias_backward = cuda_bias_backward;
     be->swiglu_forward = cuda_swiglu_forward;
     be->swiglu_backward = cuda_swiglu_backward;
-    /* Not yet on CUDA (NULL; BACKEND_REQUIRE names them): bias_backward, embedding_*,
-     * rmsnorm_*, rope, attention_*, token_logprobs_*, adamw. */
+
+    be->embedding_forward = cuda_embedding_forward;
+    be->embedding_backward = cuda_embedding_backward;
+    be->rmsnorm_forward = cuda_rmsnorm_forward;
+    be->rmsnorm_backward = cuda_rmsnorm_backward;
+    be->rope = cuda_rope;
+    be->token_logprobs_forward = cuda_token_logprobs_forward;
+    be->token_logprobs_backward = cuda_token_logprobs_backward;
+    be->adamw = cuda_adamw;
+
+    be->quantize_fp8 = cuda_quantize_fp8;
+    be->dequantize_fp8 = cuda_dequantize_fp8;
+    be->round_fp8 = cuda_round_fp8;
+    be->round_bf16 = cuda_round_bf16;
+    /* Not yet on CUDA (NULL; BACKEND_REQUIRE names them): attention_*, cache_write_rows,
+     * paged_attention. */
     return be;
 
 fail:

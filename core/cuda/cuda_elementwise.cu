@@ -1,4 +1,4 @@
-/* Elementwise CUDA kernels: add, axpy, scale, bias, SwiGLU, and the sum of squares
+/* Elementwise CUDA kernels: add, axpy, scale, bias and its backward, SwiGLU, and the sum of squares
  * (a deterministic two-pass reduction in double). Each op launches grid-stride
  * kernels on the backend's stream and checks the launch. */
 #include "core/cuda/cuda_impl.h"
@@ -22,6 +22,16 @@ __global__ void scale_kernel(float *x, float alpha, size_t n) {
 /* out: [rows, d] += bias: [d] on every row. */
 __global__ void add_bias_kernel(float *out, const float *bias, size_t total, int d) {
     GRID_STRIDE_LOOP(i, total) out[i] += bias[i % (size_t)d];
+}
+
+/* dbias[j] += sum over rows of dout[r, j]: one thread per column, rows added in order
+ * in double (the CPU's order and precision, so the same bits). */
+__global__ void bias_backward_kernel(float *dbias, const float *dout, int rows, int d) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    double acc = 0.0;
+    for (int r = 0; r < rows; r++) acc += dout[(size_t)r * d + j];
+    dbias[j] += (float)acc;
 }
 
 /* C: [M, N] rows ldc apart; beta == 0 writes zeros without reading C (NaN included). */
@@ -115,6 +125,14 @@ void cuda_add_bias(backend *be, float *out, const float *bias, int rows, int d) 
     size_t total = (size_t)rows * (size_t)d;
     if (!total) return;
     add_bias_kernel<<<cuda_grid_for(total), CUDA_BLOCK, 0, cuda_stream_of(be)>>>(out, bias, total, d);
+    CUDA_CHECK_LAST();
+}
+
+void cuda_bias_backward(backend *be, float *dbias, const float *dout, int rows, int d) {
+    GRPO_ASSERTF(rows >= 0 && d >= 0, "bias_backward: negative size rows=%d d=%d", rows, d);
+    if (!d) return;
+    bias_backward_kernel<<<(d + CUDA_BLOCK - 1) / CUDA_BLOCK, CUDA_BLOCK, 0, cuda_stream_of(be)>>>(dbias, dout,
+                                                                                                 rows, d);
     CUDA_CHECK_LAST();
 }
 

@@ -54,5 +54,33 @@ void cuda_swiglu_backward(backend *be, float *dgate, float *dup, const float *do
                           const float *up, size_t n);
 /* C: [M, N] rows ldc apart; C = beta == 0 ? 0 : beta * C (matmul with no product). */
 void cuda_scale_rows(backend *be, float *C, int M, int N, int ldc, float beta);
+void cuda_bias_backward(backend *be, float *dbias, const float *dout, int rows, int d);
+
+/* ---- ops (cuda_embedding.cu, cuda_norm.cu, cuda_rope.cu) ---- */
+void cuda_embedding_forward(backend *be, float *out, const int32_t *ids, const float *table, int T, int D);
+void cuda_embedding_backward(backend *be, float *dtable, const int32_t *ids, const float *dout, int T, int D);
+void cuda_rmsnorm_forward(backend *be, float *out, float *rstd, const float *x, const float *w, int N, int D,
+                          float eps);
+void cuda_rmsnorm_backward(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                           const float *rstd, int N, int D);
+void cuda_rope(backend *be, float *x, int T, int H, int head_stride, int rot_dim, const int32_t *positions,
+               const float *cos, const float *sin, int interleaved, int inverse);
+
+/* ---- ops (cuda_loss.cu, cuda_optim.cu) ---- */
+void cuda_token_logprobs_forward(backend *be, float *logprobs, float *lse, const float *logits,
+                                 const int32_t *targets, int N, int V);
+void cuda_token_logprobs_backward(backend *be, float *dlogits, const float *logits, const float *lse,
+                                  const int32_t *targets, const float *dlogprobs, int N, int V);
+void cuda_adamw(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                float beta2, float eps, float weight_decay, int step);
+
+/* ---- ops (cuda_quant.cu) ---- */
+void cuda_quantize_fp8(backend *be, uint8_t *q, float *scales, const float *x, int ldx, int rows, int cols,
+                       int tile_rows, int tile_cols);
+void cuda_dequantize_fp8(backend *be, float *x, int ldx, const uint8_t *q, const float *scales, int rows, int cols,
+                         int tile_rows, int tile_cols);
+void cuda_round_fp8(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols, int tile_rows,
+                    int tile_cols);
+void cuda_round_bf16(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols);
 
 #endif
