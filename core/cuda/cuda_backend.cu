@@ -167,8 +167,9 @@ extern "C" backend *backend_cuda_create(int device) {
     be->dequantize_fp8 = cuda_dequantize_fp8;
     be->round_fp8 = cuda_round_fp8;
     be->round_bf16 = cuda_round_bf16;
-    /* Not yet on CUDA (NULL; BACKEND_REQUIRE names them): attention_*, cache_write_rows,
-     * paged_attention. */
+    be->attention_forward = cuda_attention_forward;
+    be->attention_backward = cuda_attention_backward;
+    /* Not yet on CUDA (NULL; BACKEND_REQUIRE names them): cache_write_rows, paged_attention. */
     return be;
 
 fail:

@@ -74,6 +74,13 @@ void cuda_token_logprobs_backward(backend *be, float *dlogits, const float *logi
 void cuda_adamw(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                 float beta2, float eps, float weight_decay, int step);
 
+/* ---- ops (cuda_attention.cu) ---- */
+void cuda_attention_forward(backend *be, float *out, float *lse, const float *q, const float *k, const float *v, int B,
+                            int T, int Hq, int Hkv, int Dqk, int Dv, float scale);
+void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                             const float *k, const float *v, const float *out, const float *lse, int B, int T, int Hq,
+                             int Hkv, int Dqk, int Dv, float scale);
+
 /* ---- ops (cuda_quant.cu) ---- */
 void cuda_quantize_fp8(backend *be, uint8_t *q, float *scales, const float *x, int ldx, int rows, int cols,
                        int tile_rows, int tile_cols);
