@@ -1,7 +1,10 @@
 /* The README's main job, whole: `grpo run configs/demo.yaml` as a user runs it (in a temp
  * output dir). Checks what the demo promises: the summary table and summary.json, a base
  * evaluated before RL and the RL model after, held-out pass@1 up by at least 20 points, and
- * held-out problems that neither the pretraining text nor the RL problems contain. */
+ * held-out problems that neither the pretraining text nor the RL problems contain.
+ * Then the R1 pipeline's distillation claim on the demo's two models: a dense student trained
+ * on the RL model's verified samples beats the same student trained on the base model's
+ * unfiltered samples (configs/r1-pipeline-demo.yaml's distill and baseline stages, smaller). */
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -60,6 +63,24 @@ static int shared_prompts(const char *held, const char *train) {
     return shared;
 }
 
+/* Two distill stages from the demo's models into the same dense student preset. */
+static const char *distill_config =
+    "run: {name: distill, output_dir: %s, seed: 1, resume: false}\n"
+    "model: {path: %s/demo/models/rl, tokenizer: builtin}\n"
+    "datasets:\n"
+    "  - {name: prompts, generate: arith, n: 2000, offset: 700000000, difficulty: 2, ops: \"+\", split: train}\n"
+    "  - {name: held_out, generate: arith, n: 64, offset: 1000000000, difficulty: 2, ops: \"+\", split: held_out}\n"
+    "defaults:\n"
+    "  prompt_template: \"User: {prompt} Show your work in <think> </think> and the result in <answer> </answer>.\\nAssistant: \"\n"
+    "  heldout_dataset: held_out\n  eval_num_generations: 4\n  max_completion_length: 112\n  max_length: 192\n"
+    "  rewards: [{name: accuracy, weight: 1.0}, {name: format, weight: 0.2}]\n"
+    "  student: tiny-dense\n  train_dataset: prompts\n  max_prompts: 1000\n  num_samples: 4\n  max_per_prompt: 2\n"
+    "  max_steps: 500\n  per_device_train_batch_size: 32\n  learning_rate: 3.0e-3\n  lr_scheduler_type: cosine\n"
+    "  warmup_steps: 10\n  save_steps: 0\n  logging_steps: 100\n"
+    "stages:\n"
+    "  - {name: distill, kind: distill}\n"
+    "  - {name: baseline, kind: distill, model: %s/demo/models/pretrain, filter: false}\n";
+
 static double eval_number(json_t *stage, const char *which, const char *key) {
     json_t *v = json_object_get(json_object_get(stage, which), key);
     return json_is_number(v) ? json_number_value(v) : -1;
@@ -114,6 +135,32 @@ int main(void) {
     free(held);
     free(pre);
     free(train);
+
+    /* distillation: filtered RL teacher vs unfiltered base teacher, same student */
+    char cfg_path[PATH_MAX], text[8192];
+    snprintf(cfg_path, sizeof cfg_path, "%s/distill.yaml", dir);
+    snprintf(text, sizeof text, distill_config, dir, dir, dir);
+    FILE *f = fopen(cfg_path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s run %s > %s/distill.log 2>&1", grpo, cfg_path, dir);
+    status = system(cmd);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the distill comparison failed, see %s/distill.log", dir);
+    snprintf(path, sizeof path, "%s/distill/summary.json", dir);
+    sum = json_load_file(path, 0, &err);
+    CHECK_MSG(sum != NULL, "%s: %s", path, err.text);
+    stages = json_object_get(sum, "stages");
+    double filtered = eval_number(json_array_get(stages, 0), "heldout", "pass@1");
+    double unfiltered = eval_number(json_array_get(stages, 1), "heldout", "pass@1");
+    printf("dense student, held-out pass@1: on the RL model's verified samples %.1f%%, on the base's unfiltered "
+           "samples %.1f%%\n", 100 * filtered, 100 * unfiltered);
+    CHECK_MSG(filtered >= 0 && unfiltered >= 0, "no student evaluations in %s", path);
+    CHECK_MSG(filtered > unfiltered + 0.10, "the distilled student (%.1f%%) does not beat the baseline student (%.1f%%) "
+              "by 10 points", 100 * filtered, 100 * unfiltered);
+    json_decref(sum);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     TEST_MAIN_END();
