@@ -72,7 +72,8 @@ static const char *distill_config =
     "  - {name: held_out, generate: arith, n: 64, offset: 1000000000, difficulty: 2, ops: \"+\", split: held_out}\n"
     "defaults:\n"
     "  prompt_template: \"User: {prompt} Show your work in <think> </think> and the result in <answer> </answer>.\\nAssistant: \"\n"
-    "  heldout_dataset: held_out\n  eval_num_generations: 4\n  max_completion_length: 112\n  max_length: 192\n"
+    "  heldout_dataset: held_out\n  eval_num_generations: 4\n  max_prompt_length: 64\n  max_completion_length: 112\n"
+    "  max_length: 192\n"
     "  rewards: [{name: accuracy, weight: 1.0}, {name: format, weight: 0.2}]\n"
     "  student: tiny-dense\n  train_dataset: prompts\n  max_prompts: 1000\n  num_samples: 4\n  max_per_prompt: 2\n"
     "  max_steps: 500\n  per_device_train_batch_size: 32\n  learning_rate: 3.0e-3\n  lr_scheduler_type: cosine\n"
@@ -161,6 +162,10 @@ int main(void) {
     CHECK_MSG(filtered > unfiltered + 0.10, "the distilled student (%.1f%%) does not beat the baseline student (%.1f%%) "
               "by 10 points", 100 * filtered, 100 * unfiltered);
     json_decref(sum);
+    if (harness_failures) {   /* kept for a look at the logs */
+        fprintf(stderr, "kept %s\n", dir);
+        TEST_MAIN_END();
+    }
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     TEST_MAIN_END();
