@@ -11,7 +11,7 @@
 #include "tools/commands.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: grpo run CONFIG.yaml [--set key.path=value ...] [--quiet] [--log-every N]\n\n"
+    fprintf(f, "usage: grpo run CONFIG.yaml [--set key.path=value ...] [--quiet] [--check] [--log-every N]\n\n"
                "Runs the stages of a run configuration (see configs/ and configs/README.md) in\n"
                "OUTPUT_DIR/NAME: run.db (metrics), data/, tokenizer/, ckpt/step-N/, summary.json.\n"
                "An existing run resumes from its newest checkpoint (run.resume: true, the default).\n"

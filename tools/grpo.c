@@ -6,7 +6,7 @@
 #include "tools/commands.h"
 
 static const command commands[] = {
-    {"run", "run the stages of a config (sft, grpo)", cmd_run},
+    {"run", "run the stages of a config (pretrain, sft, grpo, rejection, distill, eval)", cmd_run},
     {"init", "a randomly initialised model from a preset, HF layout", cmd_init},
     {"forward", "logits of a model over given token ids, as safetensors", cmd_forward},
     {"data", "synthetic problems (arith, countdown) as JSONL", cmd_data},
