@@ -159,7 +159,7 @@ static grpo_status decoder_create(deepseek_v3_model *m, const lm_decode_limits *
     return GRPO_OK;
 }
 
-/* Checks the call and fills the host staging arrays (as dense_decode does). */
+/* Checks the cache against the model, then the call and the host staging arrays (lm_decode_stage). */
 static grpo_status stage(dsv3_decoder *d, const lm_cache *cache, const lm_decode_seq *seqs, int n_seqs, int *T_out,
                          int *G_out) {
     const deepseek_v3_config *c = &d->m->cfg;
@@ -171,59 +171,8 @@ static grpo_status stage(dsv3_decoder *d, const lm_cache *cache, const lm_decode
                          "%d, %d blocks); the model needs %d layers (+ %d for MTP) x %zu", cache->num_layers,
                          cache->floats_per_token, cache->block_size, cache->num_blocks, c->num_hidden_layers, mtp,
                          cache_floats(d->m));
-    if (n_seqs < 1 || n_seqs > l->max_seqs)
-        return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: %d sequences, expected 1 .. %d", n_seqs, l->max_seqs);
-    int64_t T = 0, G = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        const lm_decode_seq *q = &seqs[s];
-        if (q->n_new < 1 || q->n_cached < 0 || q->n_logits < 1 || q->n_logits > q->n_new || !q->ids ||
-            !q->block_table)
-            return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: sequence %d: n_new %d, n_cached %d, n_logits %d: "
-                             "expected n_new >= 1, n_cached >= 0, 1 <= n_logits <= n_new", s, q->n_new, q->n_cached,
-                             q->n_logits);
-        int64_t len = (int64_t)q->n_cached + q->n_new;
-        if (len > c->max_position_embeddings)
-            return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: sequence %d reaches %lld tokens, beyond "
-                             "max_position_embeddings %d", s, (long long)len, c->max_position_embeddings);
-        if ((len + cache->block_size - 1) / cache->block_size > l->max_blocks_per_seq)
-            return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: sequence %d needs %lld blocks, the decoder was "
-                             "sized for %d", s, (long long)((len + cache->block_size - 1) / cache->block_size),
-                             l->max_blocks_per_seq);
-        T += q->n_new;
-        G += q->n_logits;
-    }
-    if (T > l->max_tokens || G > l->max_logits)
-        return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: %lld tokens and %lld logit rows exceed the decoder's "
-                         "%d and %d", (long long)T, (long long)G, l->max_tokens, l->max_logits);
-    int32_t *ids = d->host, *pos = ids + T, *slots = pos + T, *seq_of = slots + T, *ctx = seq_of + T;
-    int32_t *tables = ctx + T;
-    int64_t t = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        const lm_decode_seq *q = &seqs[s];
-        int n_blocks = (q->n_cached + q->n_new + cache->block_size - 1) / cache->block_size;
-        int32_t *table = tables + (size_t)s * l->max_blocks_per_seq;
-        for (int b = 0; b < l->max_blocks_per_seq; b++) {
-            if (b >= n_blocks) { table[b] = 0; continue; }
-            if (q->block_table[b] < 0 || q->block_table[b] >= cache->num_blocks)
-                return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: sequence %d: block_table[%d] = %d outside "
-                                 "the cache's %d blocks", s, b, q->block_table[b], cache->num_blocks);
-            table[b] = q->block_table[b];
-        }
-        for (int j = 0; j < q->n_new; j++, t++) {
-            if (q->ids[j] < 0 || q->ids[j] >= c->vocab_size)
-                return grpo_fail(GRPO_ERR_INVALID, "deepseek_v3_decode: sequence %d: token %d is %d, outside the "
-                                 "vocabulary (%d)", s, j, q->ids[j], c->vocab_size);
-            int p = q->n_cached + j;
-            ids[t] = q->ids[j];
-            pos[t] = p;
-            slots[t] = table[p / cache->block_size] * cache->block_size + p % cache->block_size;
-            seq_of[t] = s;
-            ctx[t] = p + 1;
-        }
-    }
-    *T_out = (int)T;
-    *G_out = (int)G;
-    return GRPO_OK;
+    return lm_decode_stage("deepseek_v3_decode", l, cache, c->vocab_size, c->max_position_embeddings, seqs, n_seqs,
+                           d->host, T_out, G_out);
 }
 
 /* y[N, out] = x[N, in] W^T + beta y, rows ldx / ldy apart. */

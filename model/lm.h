@@ -48,6 +48,15 @@ typedef struct {
     int max_blocks_per_seq;      /* block table length */
 } lm_decode_limits;
 
+/* For the families' decoders: checks a decode call against the limits, the cache's blocks,
+ * the vocabulary and max_positions (messages start with `who`), and fills the host staging
+ * arrays in host: ids, positions, cache rows (slots), owning sequence, visible length, each
+ * [T], then the block tables [n_seqs, max_blocks_per_seq] padded with block 0. *T_out, *G_out:
+ * new tokens and logit rows. */
+grpo_status lm_decode_stage(const char *who, const lm_decode_limits *l, const lm_cache *cache,
+                            int vocab_size, int max_positions, const lm_decode_seq *seqs, int n_seqs, int32_t *host,
+                            int *T_out, int *G_out);
+
 typedef struct lm_decoder {
     lm *model;
     lm_decode_limits limits;
