@@ -170,6 +170,44 @@ struct backend {
     void (*round_fp8)(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols, int tile_rows,
                       int tile_cols);
     void (*round_bf16)(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols);
+
+    /* ---- low-precision matrix products (optional; CPU reference core/cpu/cpu_lowp.c) ----
+     * matmul's contract (C[M,N] = alpha op(A) op(B) + beta C, row-major, C float32) with
+     * the operands in a compact storage and float32 accumulation, as the tensor cores
+     * compute it: the CPU reference decodes both operands exactly and multiplies in float32.
+     * to_bf16: out ([rows, cols] bfloat16 bit patterns, rows ldo apart) = x rounded to
+     *   nearest even (round_bf16's values).
+     * matmul_bf16: A, B bfloat16 bit patterns, lda/ldb in elements.
+     * matmul_fp8: A, B E4M3 codes (quantize_fp8's) with their scales; a_tile_rows x
+     *   a_tile_cols are the tiles of A AS STORED (scales [ceil(rows/tr), ceil(cols/tc)],
+     *   row-major), likewise for B. The tiles along the contraction are 128 long (1x128
+     *   activations, 128x128 weights, 128x1 for an operand stored with K down its rows):
+     *   the products DeepSeek-V3 runs (report sec. 3.3) and cuBLASLt's VEC128_32F /
+     *   BLK128x128_32F scale modes take. */
+    void (*to_bf16)(backend *be, uint16_t *out, int ldo, const float *x, int ldx, int rows, int cols);
+    void (*matmul_bf16)(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A,
+                        int lda, const uint16_t *B, int ldb, float beta, float *C, int ldc);
+    void (*matmul_fp8)(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const uint8_t *A,
+                       int lda, const float *a_scales, int a_tile_rows, int a_tile_cols, const uint8_t *B, int ldb,
+                       const float *b_scales, int b_tile_rows, int b_tile_cols, float beta, float *C, int ldc);
+
+    /* ---- grouped matrix products (optional; the routed experts) ----
+     * For g < count: C_g[M_g, N] = alpha op(A_g) op(B_g) + beta C_g with matmul's
+     * conventions; every group shares trans flags, N, K and strides, M_g (host array, may
+     * be 0) varies. A, B, C: host arrays of `count` backend pointers. One call, so a GPU
+     * runs the experts of a layer as one launch (cublasGemmGroupedBatchedEx). */
+    void (*matmul_grouped)(backend *be, int trans_a, int trans_b, int count, const int *M, int N, int K, float alpha,
+                           const float *const *A, int lda, const float *const *B, int ldb, float beta,
+                           float *const *C, int ldc);
+
+    /* ---- sampling on the device (optional; the reference is rollouts/sampler.c) ----
+     * For each row i < N of logits [N, V] (rows ldl floats apart): the draw sampler_sample
+     * makes with temperature / top_k / top_p / min_p (rollouts/sampler.h: the same
+     * truncation and tie rules) and the uniform number u[i] in [0, 1) (backend memory,
+     * double, sampler_uniform's); writes tokens[i], logprob[i] and policy_logprob[i]
+     * (backend memory), so only 12 bytes a row come back to the host instead of V floats. */
+    void (*sample)(backend *be, int32_t *tokens, float *logprob, float *policy_logprob, const float *logits, int ldl,
+                   int N, int V, const double *u, float temperature, int top_k, float top_p, float min_p);
 };
 
 /* The CPU backend (always present). Threads: OpenMP's, capped by omp_set_num_threads. */
