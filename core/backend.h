@@ -40,6 +40,7 @@ struct backend {
     const char *name;   /* "cpu" or "cuda" */
     void *impl;         /* backend-private state (cuBLAS handle, stream, ...) */
     void (*destroy)(backend *be);   /* frees impl and be itself; called by backend_free */
+    void *pool;         /* the device memory pool serving alloc/free (core/backend_pool.h); NULL: none */
 
     /* ---- memory ---- */
     void *(*alloc)(backend *be, size_t bytes);          /* zero-filled; NULL on failure */
