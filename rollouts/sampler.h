@@ -3,7 +3,8 @@
  * (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper, each
  * keeping at least one token), then an inverse-CDF draw from a counter-based random number
  * (core/rng.h Philox), so a draw depends only on (sample seed, position) and never on the
- * batch it was computed in or the thread count.
+ * batch it was computed in or the thread count. The per-row maths is core/sample.h's (shared
+ * with the backends' `sample` op); this module adds the random numbers and stop strings.
  *
  * With z = logits / T (T = temperature; T = 1 when greedy), the log-probabilities:
  *   logprob        = log q(token), q the distribution actually sampled from: softmax(z)
@@ -18,14 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/sample.h"
 #include "core/status.h"
 
-typedef struct {
-    float temperature;   /* > 0 samples; 0 = greedy (argmax, lowest id on ties) */
-    int top_k;           /* keep tokens with z >= the k-th largest z (ties kept); 0 = off */
-    float top_p;         /* keep the smallest top set whose mass reaches top_p; 1 = off */
-    float min_p;         /* keep p >= min_p * max p; 0 = off */
-} sampler_params;
+/* The truncation settings (core/sample.h: temperature, top_k, top_p, min_p). */
+typedef sample_params sampler_params;
 
 typedef struct {
     int32_t token;
@@ -46,7 +44,8 @@ size_t sampler_scratch_bytes(int V);
  * counter = position (core/rng.h). */
 double sampler_uniform(uint64_t sample_seed, uint64_t position);
 
-/* Samples from logits[V] (finite floats). scratch: sampler_scratch_bytes(V) bytes. */
+/* Samples from logits[V] (finite floats): sample_row with sampler_uniform(sample_seed,
+ * position). scratch: sampler_scratch_bytes(V) bytes. */
 void sampler_sample(const sampler_params *p, const float *logits, int V, uint64_t sample_seed, uint64_t position,
                     void *scratch, sampler_result *out);
 

@@ -165,5 +165,6 @@ backend *backend_cpu_create(void) {
     be->dequantize_fp8 = cpu_dequantize_fp8;
     be->round_fp8 = cpu_round_fp8;
     be->round_bf16 = cpu_round_bf16;
+    be->sample = cpu_sample;
     return be;
 }

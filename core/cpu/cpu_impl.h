@@ -173,6 +173,10 @@ void cpu_round_fp8(backend *be, float *out, int ldo, const float *x, int ldx, in
                    int tile_cols);
 void cpu_round_bf16(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols);
 
+/* ---- ops (cpu_sample.c) ---- */
+void cpu_sample(backend *be, int32_t *tokens, float *logprob, float *policy_logprob, const float *logits, int ldl,
+                int N, int V, const double *u, float temperature, int top_k, float top_p, float min_p);
+
 /* ---- ops (cpu_optim.c) ---- */
 void cpu_adamw(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
                float beta1, float beta2, float eps, float weight_decay, int step);
