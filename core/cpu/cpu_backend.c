@@ -98,6 +98,8 @@ static void cpu_destroy(backend *be) {
         for (int i = 0; i < impl->n_slots; i++) free(impl->scratch[i]);
         free(impl->scratch);
         free(impl->gemm_panel);
+        free(impl->lowp_decode);
+        pthread_mutex_destroy(&impl->lowp_lock);
         pthread_mutex_destroy(&impl->scratch_lock);
         free(impl);
     }
@@ -113,7 +115,7 @@ backend *backend_cpu_create(void) {
         grpo_fail(GRPO_ERR_NOMEM, "cpu backend: out of memory creating the backend");
         return NULL;
     }
-    if (pthread_mutex_init(&impl->scratch_lock, NULL) != 0) {
+    if (pthread_mutex_init(&impl->scratch_lock, NULL) != 0 || pthread_mutex_init(&impl->lowp_lock, NULL) != 0) {
         free(be);
         free(impl);
         grpo_fail(GRPO_ERR_BACKEND, "cpu backend: pthread_mutex_init failed");
@@ -165,6 +167,10 @@ backend *backend_cpu_create(void) {
     be->dequantize_fp8 = cpu_dequantize_fp8;
     be->round_fp8 = cpu_round_fp8;
     be->round_bf16 = cpu_round_bf16;
+    be->to_bf16 = cpu_to_bf16;
+    be->matmul_bf16 = cpu_matmul_bf16;
+    be->matmul_fp8 = cpu_matmul_fp8;
+    be->matmul_grouped = cpu_matmul_grouped;
     be->sample = cpu_sample;
     return be;
 }

@@ -33,6 +33,9 @@ typedef struct {
     pthread_mutex_t scratch_lock;   /* held from cpu_scratch_acquire to cpu_scratch_release */
     float *gemm_panel;      /* cpu_gemm's shared panel of op(B), grown on demand; under the lock */
     size_t gemm_panel_floats;
+    pthread_mutex_t lowp_lock;  /* cpu_lowp.c: one low-precision product at a time decodes */
+    float *lowp_decode;         /* cpu_lowp.c's decoded operands, grown on demand; under lowp_lock */
+    size_t lowp_decode_floats;
 } cpu_impl;
 
 /* Takes the scratch lock and makes sure every thread of the op's next parallel region
@@ -176,6 +179,17 @@ void cpu_round_bf16(backend *be, float *out, int ldo, const float *x, int ldx, i
 /* ---- ops (cpu_sample.c) ---- */
 void cpu_sample(backend *be, int32_t *tokens, float *logprob, float *policy_logprob, const float *logits, int ldl,
                 int N, int V, const double *u, float temperature, int top_k, float top_p, float min_p);
+
+/* ---- ops (cpu_lowp.c): low-precision and grouped products ---- */
+void cpu_to_bf16(backend *be, uint16_t *out, int ldo, const float *x, int ldx, int rows, int cols);
+void cpu_matmul_bf16(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A,
+                     int lda, const uint16_t *B, int ldb, float beta, float *C, int ldc);
+void cpu_matmul_fp8(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const uint8_t *A, int lda,
+                    const float *a_scales, int a_tile_rows, int a_tile_cols, const uint8_t *B, int ldb,
+                    const float *b_scales, int b_tile_rows, int b_tile_cols, float beta, float *C, int ldc);
+void cpu_matmul_grouped(backend *be, int trans_a, int trans_b, int count, const int *M, int N, int K, float alpha,
+                        const float *const *A, int lda, const float *const *B, int ldb, float beta, float *const *C,
+                        int ldc);
 
 /* ---- ops (cpu_optim.c) ---- */
 void cpu_adamw(backend *be, float *param, const float *grad, float *m, float *v, size_t n, float lr,
