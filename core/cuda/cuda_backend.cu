@@ -169,6 +169,7 @@ extern "C" backend *backend_cuda_create(int device) {
     be->round_bf16 = cuda_round_bf16;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
+    be->sample = cuda_sample;
     /* Not yet on CUDA (NULL; BACKEND_REQUIRE names them): cache_write_rows, paged_attention. */
     return be;
 

@@ -90,4 +90,8 @@ void cuda_round_fp8(backend *be, float *out, int ldo, const float *x, int ldx, i
                     int tile_cols);
 void cuda_round_bf16(backend *be, float *out, int ldo, const float *x, int ldx, int rows, int cols);
 
+/* ---- ops (cuda_sample.cu) ---- */
+void cuda_sample(backend *be, int32_t *tokens, float *logprob, float *policy_logprob, const float *logits, int ldl,
+                 int N, int V, const double *u, float temperature, int top_k, float top_p, float min_p);
+
 #endif
