@@ -201,12 +201,16 @@ struct backend {
                            const float *const *A, int lda, const float *const *B, int ldb, float beta,
                            float *const *C, int ldc);
 
-    /* ---- sampling on the device (optional; the reference is rollouts/sampler.c) ----
-     * For each row i < N of logits [N, V] (rows ldl floats apart): the draw sampler_sample
-     * makes with temperature / top_k / top_p / min_p (rollouts/sampler.h: the same
-     * truncation and tie rules) and the uniform number u[i] in [0, 1) (backend memory,
-     * double, sampler_uniform's); writes tokens[i], logprob[i] and policy_logprob[i]
-     * (backend memory), so only 12 bytes a row come back to the host instead of V floats. */
+    /* ---- sampling on the device (optional; the reference is core/sample.c) ----
+     * For each row i < N of logits [N, V] (rows ldl floats apart; ldl = 0: every row is the
+     * same logits, e.g. a prompt's G first tokens): core/sample.h's sample_row with
+     * temperature / top_k / top_p / min_p (transformers' warper order and tie rules) and the
+     * uniform number u[i] in [0, 1) (backend memory, double; the rollout engine's
+     * sampler_uniform; may be NULL when temperature is 0: greedy, argmax with the lowest
+     * id on ties); writes tokens[i], logprob[i] and policy_logprob[i] (backend memory), so
+     * only 16 bytes a row travel instead of V floats. Sums are in double on every backend;
+     * another backend's token differs from the CPU's only when u[i] lands within ~1e-12 of
+     * a CDF boundary. */
     void (*sample)(backend *be, int32_t *tokens, float *logprob, float *policy_logprob, const float *logits, int ldl,
                    int N, int V, const double *u, float temperature, int top_k, float top_p, float min_p);
 };
