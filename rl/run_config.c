@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend_pool.h"
 #include "data/template.h"
 #include "model/presets.h"
 #include "rl/advantage.h"
@@ -26,6 +27,11 @@ static const cfg_field run_schema[] = {
     CFG_FIELD_ENUM(run_section, backend, "backend", backend_names, "cpu or cuda"),
     CFG_FIELD_ENUM(run_section, precision, "precision", precision_names,
                    "compute precision of the projections in training and rollouts: fp32, bf16 or fp8"),
+    CFG_FIELD_STRING(run_section, device_memory, "device_memory",
+                     "device memory pool reserved at start: a fraction of the free memory (default 0.9 on CUDA), "
+                     "a size like 60GiB, or none (the CPU's default)"),
+    CFG_FIELD_BOOL(run_section, recompute, "recompute",
+                   "activation recomputation: keep each layer's input only, recompute the layer in backward"),
     CFG_END,
 };
 
@@ -318,6 +324,11 @@ static grpo_status check(const run_config *c) {
         return cfg_fail_at(cfg_get(root, "model.preset"), GRPO_ERR_INVALID, "no preset named '%s' (see grpo init --help)",
                            c->model.preset);
     if (c->n_stages == 0) return cfg_fail_at(cfg_get(root, "stages"), GRPO_ERR_INVALID, "expected at least one stage");
+    double pool_fraction;   /* run.device_memory's syntax now; its size once the backend exists */
+    size_t pool_bytes;
+    int pool_auto;
+    if (backend_pool_parse_size(c->run.device_memory, &pool_fraction, &pool_bytes, &pool_auto) != GRPO_OK)
+        return cfg_fail_at(cfg_get(root, "run.device_memory"), GRPO_ERR_INVALID, "%s", grpo_error_message());
     for (int i = 0; i < c->n_datasets; i++) {
         const dataset_section *d = &c->datasets[i];
         snprintf(key, sizeof key, "datasets[%d]", i);

@@ -18,6 +18,9 @@ typedef struct {
     int resume;                /* continue from the newest checkpoint when the run exists */
     int backend;               /* 0 cpu, 1 cuda */
     int precision;             /* compute precision of the projections: quant_precision (core/quant.h) */
+    const char *device_memory; /* memory pool reserved at start (core/backend_pool.h: backend_pool_setup);
+                                  NULL: 0.9 of the free memory on CUDA, none on the CPU */
+    int recompute;             /* activation recomputation in training (lm_set_recompute) */
 } run_section;
 
 typedef struct {
