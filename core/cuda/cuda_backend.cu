@@ -71,6 +71,9 @@ static void cuda_release(cuda_impl *impl) {
     /* Teardown must not stop the program: errors here are reported by nobody. */
     if (impl->stream) cudaStreamSynchronize(impl->stream);
     if (impl->cublas) cublasDestroy(impl->cublas);
+    if (impl->cublaslt) cublasLtDestroy(impl->cublaslt);
+    if (impl->lt_workspace) cudaFree(impl->lt_workspace);
+    cuda_lowp_free(impl->lowp);
     if (impl->reduce_partial) cudaFree(impl->reduce_partial);
     if (impl->reduce_host) cudaFreeHost(impl->reduce_host);
     if (impl->stream) cudaStreamDestroy(impl->stream);
@@ -130,6 +133,15 @@ extern "C" backend *backend_cuda_create(int device) {
      * ~1e-5. Faster modes come with the precision setting, chosen at run time. */
     CREATE_TRY_CUBLAS(cublasSetMathMode(impl->cublas, CUBLAS_DEFAULT_MATH));
     CREATE_TRY_CUBLAS(cublasSetPointerMode(impl->cublas, CUBLAS_POINTER_MODE_HOST));
+    /* cuBLASLt for the BF16 / FP8 products: one workspace (32 MiB, NVIDIA's advice for Hopper) for every call. */
+    CREATE_TRY_CUBLAS(cublasLtCreate(&impl->cublaslt));
+    impl->lt_workspace_bytes = (size_t)32 << 20;
+    CREATE_TRY_CUDA(cudaMalloc(&impl->lt_workspace, impl->lt_workspace_bytes));
+    impl->lowp = cuda_lowp_create(device);
+    if (!impl->lowp) {
+        grpo_fail(GRPO_ERR_NOMEM, "cuda backend: out of host memory creating the backend");
+        goto fail;
+    }
 
     be->name = "cuda";
     be->impl = impl;
@@ -167,6 +179,10 @@ extern "C" backend *backend_cuda_create(int device) {
     be->dequantize_fp8 = cuda_dequantize_fp8;
     be->round_fp8 = cuda_round_fp8;
     be->round_bf16 = cuda_round_bf16;
+    be->to_bf16 = cuda_to_bf16;
+    be->matmul_bf16 = cuda_matmul_bf16;
+    be->matmul_fp8 = cuda_matmul_fp8;
+    be->matmul_grouped = cuda_matmul_grouped;
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
     be->sample = cuda_sample;

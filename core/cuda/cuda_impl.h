@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cublasLt.h>
+
 #include "core/cuda/cuda_check.h"
 
 extern "C" {
@@ -28,6 +30,10 @@ typedef struct {
     cublasHandle_t cublas;    /* bound to `stream`; FP32 math (no TF32) */
     double *reduce_partial;   /* device [CUDA_REDUCE_BLOCKS + 1]: block sums, then the total */
     double *reduce_host;      /* pinned host [1]: the total read back */
+    cublasLtHandle_t cublaslt;    /* cuda_lowp.cu's BF16 / FP8 products */
+    void *lt_workspace;           /* device, made once at creation */
+    size_t lt_workspace_bytes;
+    struct cuda_lowp *lowp;       /* cuda_lowp.cu's scratch (cuda_lowp_create / cuda_lowp_free) */
 } cuda_impl;
 
 static inline cuda_impl *cuda_impl_of(backend *be) { return (cuda_impl *)be->impl; }
@@ -38,6 +44,20 @@ static inline unsigned cuda_grid_for(size_t n) {
     size_t g = (n + CUDA_BLOCK - 1) / CUDA_BLOCK;
     return g > CUDA_MAX_GRID ? CUDA_MAX_GRID : (unsigned)g;
 }
+
+/* ---- ops (cuda_lowp.cu): BF16 / FP8 block-scaled (cuBLASLt) and grouped products ---- */
+typedef struct cuda_lowp cuda_lowp;
+cuda_lowp *cuda_lowp_create(int device);   /* NULL when out of host memory */
+void cuda_lowp_free(cuda_lowp *lp);        /* NULL does nothing */
+void cuda_to_bf16(backend *be, uint16_t *out, int ldo, const float *x, int ldx, int rows, int cols);
+void cuda_matmul_bf16(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A,
+                      int lda, const uint16_t *B, int ldb, float beta, float *C, int ldc);
+void cuda_matmul_fp8(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const uint8_t *A,
+                     int lda, const float *a_scales, int a_tile_rows, int a_tile_cols, const uint8_t *B, int ldb,
+                     const float *b_scales, int b_tile_rows, int b_tile_cols, float beta, float *C, int ldc);
+void cuda_matmul_grouped(backend *be, int trans_a, int trans_b, int count, const int *M, int N, int K, float alpha,
+                         const float *const *A, int lda, const float *const *B, int ldb, float beta,
+                         float *const *C, int ldc);
 
 /* ---- ops (cuda_matmul.cu) ---- */
 void cuda_matmul(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
