@@ -198,13 +198,18 @@ grpo_status rollout_engine_create(lm *model, const tokenizer *tok, const rollout
         e->call_map = malloc(S * sizeof(int));
         e->call_row = malloc(S * sizeof(int));
         e->draft_map = malloc(S * sizeof(int));
-        e->logits_host = malloc(2 * S * (size_t)e->V * sizeof(float));
         e->results = malloc(2 * S * sizeof *e->results);
         e->prefills = calloc(S, sizeof *e->prefills);
+        e->sample_rows = (int)(2 * S);
+        e->sample_host = malloc(rollout_sample_bytes(e->sample_rows));
         if (!e->calls || !e->drafts || !e->call_ids || !e->draft_ids || !e->call_map || !e->call_row ||
-            !e->draft_map || !e->logits_host || !e->results || !e->prefills)
-            s = grpo_fail(GRPO_ERR_NOMEM, "rollout: out of memory for the step buffers (%zu x %d logits)", S, e->V);
+            !e->draft_map || !e->results || !e->prefills || !e->sample_host)
+            s = grpo_fail(GRPO_ERR_NOMEM, "rollout: out of memory for the step buffers (%zu sequences)", S);
     }
+    if (!s) s = BACKEND_REQUIRE(model->be, sample);
+    if (!s && !(e->sample_device = model->be->alloc(model->be, rollout_sample_bytes(e->sample_rows))))
+        s = grpo_fail(GRPO_ERR_NOMEM, "rollout: backend %s: out of memory for the sampling buffers (%d rows, %zu "
+                      "bytes)", model->be->name, e->sample_rows, rollout_sample_bytes(e->sample_rows));
     if (s) {
         rollout_engine_free(e);
         return s;
@@ -227,10 +232,10 @@ void rollout_engine_free(rollout_engine *e) {
     free(e->call_map);
     free(e->call_row);
     free(e->draft_map);
-    free(e->logits_host);
     free(e->results);
     free(e->prefills);
-    free(e->sampler_scratch);
+    free(e->sample_host);
+    if (e->sample_device) e->model->be->free(e->model->be, e->sample_device);
     free(e);
 }
 

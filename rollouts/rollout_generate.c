@@ -17,10 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 typedef struct {
     rollout_engine *e;
     const rollout_prompt *prompts;
@@ -33,30 +29,33 @@ typedef struct {
     int remaining;           /* samples not finished */
 } gen_state;
 
-static int thread_num(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
+/* ---- drawing through the backend ---- */
 
-static grpo_status ensure_scratch(rollout_engine *e) {
-#ifdef _OPENMP
-    int n = omp_get_max_threads();
-#else
-    int n = 1;
-#endif
-    if (n <= e->n_scratch) return GRPO_OK;
-    void *p = realloc(e->sampler_scratch, (size_t)n * sampler_scratch_bytes(e->V));
-    if (!p) return grpo_fail(GRPO_ERR_NOMEM, "rollout: out of memory for %d sampler buffers", n);
-    e->sampler_scratch = p;
-    e->n_scratch = n;
-    return GRPO_OK;
-}
+/* The host sampling block's uniform numbers: [sample_rows]. */
+static double *sample_uniforms(rollout_engine *e) { return (double *)e->sample_host; }
 
-static void *scratch_of_thread(rollout_engine *e) {
-    return (char *)e->sampler_scratch + (size_t)thread_num() * sampler_scratch_bytes(e->V);
+/* Draws n rows of backend logits (row i at logits + i * ldl; ldl 0: one row for all) with
+ * the backend's sample op; row i uses sample_uniforms(e)[i], which the caller filled
+ * (unused when greedy). Results into out[n]. Copies n uniforms up and the three result
+ * arrays (16 bytes a row in all) back; the logits stay where they are. */
+static void draw_rows(rollout_engine *e, const sampler_params *sp, const float *logits, int ldl, int n,
+                      sampler_result *out) {
+    backend *be = e->model->be;
+    const int R = e->sample_rows;
+    GRPO_ASSERT(n >= 1 && n <= R);
+    char *dev = e->sample_device, *host = e->sample_host;
+    double *u_dev = (double *)dev;
+    int32_t *tokens_dev = (int32_t *)(u_dev + R);
+    float *logprob_dev = (float *)(tokens_dev + R), *policy_dev = logprob_dev + R;
+    const int greedy = sp->temperature == 0.0f;
+    if (!greedy) be->to_device(be, u_dev, host, (size_t)n * sizeof(double));
+    be->sample(be, tokens_dev, logprob_dev, policy_dev, logits, ldl, n, e->V, greedy ? NULL : u_dev, sp->temperature,
+               sp->top_k, sp->top_p, sp->min_p);
+    /* tokens, logprob and policy_logprob lie together after the uniforms: one copy */
+    be->to_host(be, host + (size_t)R * sizeof(double), tokens_dev, (size_t)R * (sizeof(int32_t) + 2 * sizeof(float)));
+    const int32_t *tokens = (const int32_t *)(host + (size_t)R * sizeof(double));
+    const float *logprob = (const float *)(tokens + R), *policy = logprob + R;
+    for (int i = 0; i < n; i++) out[i] = (sampler_result){tokens[i], logprob[i], policy[i]};
 }
 
 static int blocks_for(const rollout_engine *e, int tokens) {
@@ -332,26 +331,28 @@ static int32_t job_token(const rollout_prefill *j, int i) {
     return i < j->prompt_len ? j->prompt[i] : j->generated[i - j->prompt_len];
 }
 
-/* A prefilled group: its samples' first tokens from the prompt's logits row. */
+/* A prefilled group: its samples' first tokens (position 0, each its own seed) from the
+ * prompt's logits row (backend memory), sample_rows samples a call. */
 static void draw_first_tokens(gen_state *g, rollout_group *gr, const float *row) {
     rollout_engine *e = g->e;
     const sampler_params *sp = &e->cfg.sampling.sampler;
     uint64_t prompt_seed = g->prompts[gr->prompt].seed;
-    int n = gr->n_samples;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n > 1)
-#endif
-    for (int k = 0; k < n; k++)
-        sampler_sample(sp, row, e->V, rollout_sample_seed(prompt_seed, gr->first_sample + k), 0, scratch_of_thread(e),
-                       &gr->first[k]);
+    double *u = sample_uniforms(e);
+    for (int done = 0; done < gr->n_samples;) {
+        int n = gr->n_samples - done < e->sample_rows ? gr->n_samples - done : e->sample_rows;
+        for (int k = 0; k < n; k++)
+            u[k] = sampler_uniform(rollout_sample_seed(prompt_seed, gr->first_sample + done + k), 0);
+        draw_rows(e, sp, row, 0, n, gr->first + done);
+        done += n;
+    }
     gr->state = GROUP_OPEN;
 }
 
-static int32_t argmax_row(const float *x, int V) {
-    int32_t best = 0;
-    for (int i = 1; i < V; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
+/* The MTP module's guesses: the argmax of each of n rows of draft logits (the backend's
+ * sample op at temperature 0: lowest id on ties), into e->results[n]. */
+static void draw_guesses(rollout_engine *e, const float *logits, int n) {
+    const sampler_params greedy = {0.0f, 0, 1.0f, 0.0f};
+    draw_rows(e, &greedy, logits, e->V, n, e->results);
 }
 
 /* After a prefill call under speculative_mtp: the MTP module over every prefilled position
@@ -369,11 +370,11 @@ static grpo_status prefill_drafts(gen_state *g, int n) {
     }
     float *logits;
     GRPO_TRY(e->model->ops->decode->draft(e->decoder, kv_pool_cache(e->pool), e->drafts, n, &logits));
-    e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)n * e->V * sizeof(float));
+    draw_guesses(e, logits, n);
     for (int r = 0; r < n; r++) {
         const rollout_prefill *job = &e->prefills[e->call_map[r]];
         if (job->done + e->calls[r].n_new < job->len) continue;
-        int32_t guess = argmax_row(e->logits_host + (size_t)r * e->V, e->V);
+        int32_t guess = e->results[r].token;
         if (job->group >= 0) {
             g->groups[job->group].draft = guess;
         } else {
@@ -405,15 +406,14 @@ static grpo_status run_prefills(gen_state *g, int n_jobs) {
         GRPO_TRY(lm_decode(e->decoder, cache, e->calls, n, &logits));
         g->out->stats.prefill_calls++;
         g->out->stats.prefill_tokens += tokens;
-        if (e->mtp) GRPO_TRY(prefill_drafts(g, n));
-        else e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)n * e->V * sizeof(float));
+        if (e->mtp) GRPO_TRY(prefill_drafts(g, n));   /* the first tokens wait for the first step */
         for (int r = 0; r < n; r++) {
             rollout_prefill *job = &e->prefills[e->call_map[r]];
             job->done += e->calls[r].n_new;
             if (job->done < job->len) continue;
             if (job->group >= 0) {
                 if (e->mtp) g->groups[job->group].state = GROUP_OPEN;   /* samples draw in their first step */
-                else draw_first_tokens(g, &g->groups[job->group], e->logits_host + (size_t)r * e->V);
+                else draw_first_tokens(g, &g->groups[job->group], logits + (size_t)r * e->V);
             } else {
                 rollout_slot *s = &e->slots[job->slot];   /* its pending token stays pending */
                 s->n_cached = job->len;
@@ -437,10 +437,10 @@ static grpo_status step_drafts(gen_state *g, int k) {
     rollout_engine *e = g->e;
     float *logits;
     GRPO_TRY(e->model->ops->decode->draft(e->decoder, kv_pool_cache(e->pool), e->drafts, k, &logits));
-    e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)k * e->V * sizeof(float));
+    draw_guesses(e, logits, k);   /* the step's results are used up by now */
     for (int r = 0; r < k; r++) {
         rollout_slot *s = &e->slots[e->draft_map[r]];
-        s->next[1] = argmax_row(e->logits_host + (size_t)r * e->V, e->V);
+        s->next[1] = e->results[r].token;
         s->has_draft = 1;
     }
     return GRPO_OK;
@@ -471,18 +471,15 @@ static grpo_status decode_step(gen_state *g, int *ran) {
     if (n > g->out->stats.peak_running) g->out->stats.peak_running = n;
     float *logits;
     GRPO_TRY(lm_decode(e->decoder, kv_pool_cache(e->pool), e->calls, n, &logits));
-    e->model->be->to_host(e->model->be, e->logits_host, logits, (size_t)rows * e->V * sizeof(float));
     /* every row drawn at its own position; a draft's row is used only when the draft holds */
     const sampler_params *sp = &e->cfg.sampling.sampler;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n > 1)
-#endif
+    double *u = sample_uniforms(e);
     for (int r = 0; r < n; r++) {
         const rollout_slot *s = &e->slots[e->call_map[r]];
         for (int j = 0; j < e->calls[r].n_new; j++)
-            sampler_sample(sp, e->logits_host + (size_t)(e->call_row[r] + j) * e->V, e->V, s->seed,
-                           (uint64_t)(s->n_gen + j), scratch_of_thread(e), &e->results[e->call_row[r] + j]);
+            u[e->call_row[r] + j] = sp->temperature == 0.0f ? 0.0 : sampler_uniform(s->seed, (uint64_t)(s->n_gen + j));
     }
+    draw_rows(e, sp, logits, e->V, rows, e->results);
     int k = 0;
     for (int r = 0; r < n; r++) {
         rollout_slot *s = &e->slots[e->call_map[r]];
@@ -645,7 +642,6 @@ grpo_status rollout_generate(rollout_engine *e, const rollout_prompt *prompts, i
     if (n_prompts < 0 || G < 1)
         return grpo_fail(GRPO_ERR_INVALID, "rollout_generate: %d prompts x %d samples: expected >= 0 prompts and "
                          "G >= 1", n_prompts, G);
-    GRPO_TRY(ensure_scratch(e));
     gen_state g = {.e = e, .prompts = prompts, .out = out};
     double t0 = progress_now();
     kv_pool_reset_peak(e->pool);

@@ -91,13 +91,22 @@ struct rollout_engine {
     int *call_map;                /* [max_num_seqs] slot or prefill index per call */
     int *call_row;                /* [max_num_seqs] first token row of each call */
     int *draft_map;               /* [max_num_seqs] slot of each draft sequence */
-    float *logits_host;           /* [2 max_num_seqs, V] */
     sampler_result *results;      /* [2 max_num_seqs] */
     rollout_prefill *prefills;    /* [max_num_seqs] */
-    void *sampler_scratch;        /* [n_scratch] buffers of sampler_scratch_bytes(V) */
-    int n_scratch;
+    /* Draws go through the backend's sample op (rows of logits stay on the device): per
+     * row a uniform number goes up and a token and two log-probs come back. One host and
+     * one backend block, each carved as u [sample_rows] double, then tokens [sample_rows]
+     * int32, logprob and policy_logprob [sample_rows] float; made with the engine. */
+    int sample_rows;              /* 2 max_num_seqs: a decode step's rows */
+    void *sample_host;
+    void *sample_device;
     int64_t next_order;
 };
+
+/* Bytes of one sampling block (host or backend) for `rows` rows. */
+static inline size_t rollout_sample_bytes(int rows) {
+    return (size_t)rows * (sizeof(double) + sizeof(int32_t) + 2 * sizeof(float));
+}
 
 /* Frees the slot buffers and reallocates them for cfg.sampling.max_tokens. */
 grpo_status rollout_engine_size_slots(rollout_engine *e);
