@@ -246,7 +246,9 @@ grpo_status backend_pool_release(backend *be) {
 /* ---- named allocations and the state for the log ---- */
 
 void *backend_alloc(backend *be, size_t bytes, const char *what) {
-    grpo_error_clear();   /* so a backend that fails silently is not blamed with an old message */
+    /* the message before, so an older one is not passed off as the backend's reason */
+    char before[256];
+    snprintf(before, sizeof before, "%s", grpo_error_message());
     void *ptr = be->alloc(be, bytes);
     if (ptr) return ptr;
     char sz[32], u[32], c[32], l[32];
@@ -261,8 +263,9 @@ void *backend_alloc(backend *be, size_t bytes, const char *what) {
                   backend_pool_format_bytes(info.largest_free, l, sizeof l));
     } else {
         /* keep the backend's own reason (e.g. cudaMalloc's, with the device's free bytes) */
-        char why[512];   /* copied: grpo_fail rewrites the message buffer */
-        snprintf(why, sizeof why, "%s", grpo_error_message());
+        char why[512] = "";   /* copied: grpo_fail rewrites the message buffer */
+        if (strncmp(before, grpo_error_message(), sizeof before - 1) != 0)
+            snprintf(why, sizeof why, "%s", grpo_error_message());
         grpo_fail(GRPO_ERR_NOMEM, "out of %s memory allocating %s (%s)%s%s", strcmp(be->name, "cpu") ? "device" : "host",
                   what, sz, why[0] ? ": " : "", why);
     }

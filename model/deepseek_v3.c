@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend_pool.h"
 #include "core/log.h"
 #include "model/moe_impl.h"
 
@@ -185,10 +186,11 @@ static grpo_status make_rope_tables(deepseek_v3_model *m) {
     const deepseek_v3_config *c = &m->cfg;
     size_t half = (size_t)c->qk_rope_head_dim / 2, n = (size_t)c->max_position_embeddings * half;
     float *host = malloc((2 * n + half) * sizeof(float));
-    m->rope_block = m->be->alloc(m->be, 2 * n * sizeof(float));
-    if (!host || !m->rope_block) {
+    if (!host) return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate RoPE tables [%d, %zu]", c->max_position_embeddings, half);
+    m->rope_block = backend_alloc(m->be, 2 * n * sizeof(float), "the RoPE cos/sin tables");
+    if (!m->rope_block) {
         free(host);
-        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate RoPE tables [%d, %zu]", c->max_position_embeddings, half);
+        return GRPO_ERR_NOMEM;
     }
     float *inv_freq = host + 2 * n;
     rope_inv_freq(c, inv_freq);
@@ -268,8 +270,8 @@ grpo_status deepseek_v3_create(backend *be, const deepseek_v3_config *cfg, deeps
     if (s == GRPO_OK) {
         declare_params(m);
         m->expert_ptrs = calloc((size_t)m->n_moe * 6 * E + 1, sizeof *m->expert_ptrs);
-        m->zero_bias = be->alloc(be, (size_t)E * sizeof(float));
-        if (!m->expert_ptrs || !m->zero_bias) s = grpo_fail(GRPO_ERR_NOMEM, "out of memory creating a deepseek_v3 model");
+        if (!m->expert_ptrs) s = grpo_fail(GRPO_ERR_NOMEM, "out of memory creating a deepseek_v3 model");
+        else if (!(m->zero_bias = backend_alloc(be, (size_t)E * sizeof(float), "the zero routing bias"))) s = GRPO_ERR_NOMEM;
     }
     if (s == GRPO_OK) s = param_set_alloc(&m->params);
     if (s == GRPO_OK) s = make_rope_tables(m);

@@ -20,7 +20,10 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "core/backend_pool.h"
 
 #define DECODE_ALIGN_FLOATS 64
 
@@ -133,11 +136,11 @@ static grpo_status decoder_create(deepseek_v3_model *m, const lm_decode_limits *
     carver cv = {NULL, 0};
     carve_all(d, &cv);
     if (!s) {
-        d->block = be->alloc(be, cv.used * sizeof(float));
         d->host = malloc((5 * (size_t)l->max_tokens + (size_t)l->max_seqs * l->max_blocks_per_seq) * sizeof(int32_t));
-        if (!d->block || !d->host)
-            s = grpo_fail(GRPO_ERR_NOMEM, "cannot allocate decode buffers for %d tokens (%.1f MiB) on backend %s",
-                          l->max_tokens, cv.used * 4.0 / (1 << 20), be->name);
+        char what[80];
+        snprintf(what, sizeof what, "deepseek_v3 decoding activations for %d tokens", l->max_tokens);
+        if (!d->host) s = grpo_fail(GRPO_ERR_NOMEM, "out of host memory for a deepseek_v3 decoder");
+        else if (!(d->block = backend_alloc(be, cv.used * sizeof(float), what))) s = GRPO_ERR_NOMEM;
     }
     if (s) {
         decoder_free(d);

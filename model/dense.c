@@ -2,6 +2,8 @@
  * activation block carved into views, accessors and random initialisation. */
 #include "model/dense_impl.h"
 
+#include "core/backend_pool.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,10 +105,11 @@ static grpo_status make_rope_tables(dense_model *m) {
     const dense_config *c = &m->cfg;
     size_t half = (size_t)c->head_dim / 2, n = (size_t)c->max_position_embeddings * half;
     float *host = malloc((2 * n + half) * sizeof(float));
-    m->rope_block = m->be->alloc(m->be, 2 * n * sizeof(float));
-    if (!host || !m->rope_block) {
+    if (!host) return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate RoPE tables [%d, %zu]", c->max_position_embeddings, half);
+    m->rope_block = backend_alloc(m->be, 2 * n * sizeof(float), "the RoPE cos/sin tables");
+    if (!m->rope_block) {
         free(host);
-        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate RoPE tables [%d, %zu]", c->max_position_embeddings, half);
+        return GRPO_ERR_NOMEM;
     }
     float *inv_freq = host + 2 * n;
     rope_inv_freq(c, inv_freq);

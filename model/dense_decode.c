@@ -7,8 +7,11 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/backend_pool.h"
 
 #define DECODE_ALIGN_FLOATS 64
 
@@ -87,11 +90,12 @@ grpo_status dense_decoder_create(dense_model *m, const lm_decode_limits *limits,
     d->lim = *l;
     carver cv = {NULL, 0};
     carve_all(d, &cv);
-    d->block = be->alloc(be, cv.used * sizeof(float));
     d->host = malloc((5 * (size_t)l->max_tokens + (size_t)l->max_seqs * l->max_blocks_per_seq) * sizeof(int32_t));
-    if (!d->block || !d->host) {
-        grpo_status s = grpo_fail(GRPO_ERR_NOMEM, "cannot allocate decode buffers for %d tokens (%.1f MiB) on "
-                                  "backend %s", l->max_tokens, cv.used * 4.0 / (1 << 20), be->name);
+    char what[80];
+    snprintf(what, sizeof what, "dense decoding activations for %d tokens", l->max_tokens);
+    if (!d->host || !(d->block = backend_alloc(be, cv.used * sizeof(float), what))) {
+        grpo_status s = d->host ? GRPO_ERR_NOMEM   /* backend_alloc's message */
+                                : grpo_fail(GRPO_ERR_NOMEM, "out of host memory for a dense decoder");
         dense_decoder_free(d);
         return s;
     }

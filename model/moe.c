@@ -3,7 +3,10 @@
  * (V3 report sec. 2.1.2). */
 #include "model/moe_impl.h"
 
+#include "core/backend_pool.h"
+
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,12 +123,18 @@ grpo_status moe_layer_create(backend *be, const moe_config *cfg, int max_tokens,
     l->is_host = strcmp(be->name, "cpu") == 0;
     l->shared_inter = cfg->n_shared_experts * cfg->moe_intermediate_size;
     size_t dev_floats = carve_device(l, NULL), host_bytes = carve_host(l, NULL);
-    l->block = be->alloc(be, dev_floats * sizeof(float));
     l->host_block = calloc(1, host_bytes);
-    if (!l->block || !l->host_block) {
+    if (!l->host_block) {
         moe_layer_free(l);
-        return grpo_fail(GRPO_ERR_NOMEM, "moe_layer_create: cannot allocate %zu bytes of %s memory for %d tokens",
-                         dev_floats * sizeof(float), be->name, max_tokens);
+        return grpo_fail(GRPO_ERR_NOMEM, "moe_layer_create: cannot allocate %zu bytes of host memory for %d tokens",
+                         host_bytes, max_tokens);
+    }
+    char what[80];
+    snprintf(what, sizeof what, "MoE layer activations for %d tokens", max_tokens);
+    l->block = backend_alloc(be, dev_floats * sizeof(float), what);
+    if (!l->block) {
+        moe_layer_free(l);
+        return GRPO_ERR_NOMEM;   /* backend_alloc's message names the size and the pool's state */
     }
     carve_device(l, l->block);
     carve_host(l, l->host_block);

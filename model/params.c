@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend_pool.h"
 #include "core/rng.h"
 #include "model/linear.h"
 
@@ -59,19 +60,19 @@ int param_set_add(param_set *ps, const char *name, int ndim, const int64_t *shap
 grpo_status param_set_alloc(param_set *ps) {
     GRPO_ASSERT(ps->data == NULL);
     if (ps->total == 0) return grpo_fail(GRPO_ERR_INVALID, "param_set_alloc: no parameters declared");
-    ps->data = ps->be->alloc(ps->be, ps->total * sizeof(float));
-    if (!ps->data)
-        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate %zu parameters (%.1f MiB) on backend %s", ps->total,
-                         ps->total * 4.0 / (1 << 20), ps->be->name);
+    char what[64];
+    snprintf(what, sizeof what, "%zu parameters", ps->total);
+    ps->data = backend_alloc(ps->be, ps->total * sizeof(float), what);
+    if (!ps->data) return GRPO_ERR_NOMEM;   /* backend_alloc's message names the size and the pool */
     return linear_create(ps, &ps->compute);
 }
 
 grpo_status param_set_alloc_grad(param_set *ps) {
     if (ps->grad) return GRPO_OK;
-    ps->grad = ps->be->alloc(ps->be, ps->total * sizeof(float));
-    if (!ps->grad)
-        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate gradients for %zu parameters (%.1f MiB) on backend %s",
-                         ps->total, ps->total * 4.0 / (1 << 20), ps->be->name);
+    char what[64];
+    snprintf(what, sizeof what, "gradients of %zu parameters", ps->total);
+    ps->grad = backend_alloc(ps->be, ps->total * sizeof(float), what);
+    if (!ps->grad) return GRPO_ERR_NOMEM;
     return GRPO_OK;
 }
 

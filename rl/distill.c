@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend_pool.h"
 #include "core/fs.h"
 
 #define KD_ONLY_SAMPLES "logit distillation needs one tokenizer (use kd_alpha: 0 for sample-only distillation)"
@@ -177,10 +178,11 @@ grpo_status distill_kd_evaluate(lm *student, lm *teacher, const sft_dataset *ds,
     int *indices = malloc((size_t)batch_size * sizeof(int));
     float *zs = malloc((size_t)chunk * Vs * sizeof(float)), *zt = malloc((size_t)chunk * Vt * sizeof(float));
     uint8_t *mask = malloc((size_t)chunk);
-    int32_t *ids = be->alloc(be, n_max * sizeof(int32_t));
-    grpo_status s = host_ids && host_targets && indices && zs && zt && mask && ids
+    grpo_status s = host_ids && host_targets && indices && zs && zt && mask
                         ? GRPO_OK
-                        : grpo_fail(GRPO_ERR_NOMEM, "distill_kd_evaluate: out of memory");
+                        : grpo_fail(GRPO_ERR_NOMEM, "distill_kd_evaluate: out of host memory");
+    int32_t *ids = s ? NULL : backend_alloc(be, n_max * sizeof(int32_t), "KD evaluation token ids");
+    if (!s && !ids) s = GRPO_ERR_NOMEM;
     double sum = 0;
     long tokens = 0;
     for (int start = 0; start < ds->count && !s; start += batch_size) {

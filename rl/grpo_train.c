@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/backend_pool.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -116,16 +117,19 @@ static grpo_status policy_buffers_init(policy_buffers *b, backend *be, int rows,
     b->token_entropies = calloc(nc, sizeof(float));
     b->grad = calloc(nc, sizeof(float));
     b->grad_entropy = calloc(nc, sizeof(float));
-    b->ids = be->alloc(be, n * sizeof(int32_t));
-    b->targets = be->alloc(be, n * sizeof(int32_t));
-    b->logprobs = be->alloc(be, n * sizeof(float));
-    b->lse = be->alloc(be, n * sizeof(float));
-    b->dlogprobs = be->alloc(be, n * sizeof(float));
     if (!b->host_ids || !b->host_targets || !b->host_values || (want_logits && !b->host_logits) ||
-        !b->token_logprobs || !b->token_entropies || !b->grad || !b->grad_entropy || !b->ids || !b->targets ||
-        !b->logprobs || !b->lse || !b->dlogprobs) {
+        !b->token_logprobs || !b->token_entropies || !b->grad || !b->grad_entropy) {
         policy_buffers_free(b);
-        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate GRPO buffers for %d x %d tokens", rows, T_max);
+        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate GRPO host buffers for %d x %d tokens", rows, T_max);
+    }
+    /* backend_alloc's message names the buffer that did not fit */
+    if (!(b->ids = backend_alloc(be, n * sizeof(int32_t), "GRPO micro-batch token ids")) ||
+        !(b->targets = backend_alloc(be, n * sizeof(int32_t), "GRPO micro-batch targets")) ||
+        !(b->logprobs = backend_alloc(be, n * sizeof(float), "GRPO micro-batch log-probs")) ||
+        !(b->lse = backend_alloc(be, n * sizeof(float), "GRPO micro-batch log-sum-exps")) ||
+        !(b->dlogprobs = backend_alloc(be, n * sizeof(float), "GRPO micro-batch log-prob gradients"))) {
+        policy_buffers_free(b);
+        return GRPO_ERR_NOMEM;
     }
     return GRPO_OK;
 }

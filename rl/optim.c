@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend_pool.h"
 #include "core/comm.h"
 #include "core/safetensors.h"
 
@@ -70,13 +71,12 @@ grpo_status optim_create(const optim_config *cfg, param_set *ps, optim **out) {
     o->shard = (ps->total + W - 1) / W;
     o->shard_lo = r * o->shard < ps->total ? r * o->shard : ps->total;
     o->shard_hi = o->shard_lo + o->shard < ps->total ? o->shard_lo + o->shard : ps->total;
-    o->m = ps->be->alloc(ps->be, o->shard * sizeof(float));
-    o->v = ps->be->alloc(ps->be, o->shard * sizeof(float));
-    if (W > 1) o->gather = ps->be->alloc(ps->be, W * o->shard * sizeof(float));
-    if (!o->m || !o->v || (W > 1 && !o->gather)) {
+    /* backend_alloc's message names the state that did not fit */
+    if (!(o->m = backend_alloc(ps->be, o->shard * sizeof(float), "AdamW first moments")) ||
+        !(o->v = backend_alloc(ps->be, o->shard * sizeof(float), "AdamW second moments")) ||
+        (W > 1 && !(o->gather = backend_alloc(ps->be, W * o->shard * sizeof(float), "ZeRO-1 parameter gather")))) {
         optim_free(o);
-        return grpo_fail(GRPO_ERR_NOMEM, "optim_create: cannot allocate %zu floats of optimizer state",
-                         (2 + (W > 1 ? W : 0)) * o->shard);
+        return GRPO_ERR_NOMEM;
     }
     *out = o;
     return GRPO_OK;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/backend_pool.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -87,15 +88,18 @@ static grpo_status buffers_init(batch_buffers *b, backend *be, int B, int T_max)
     b->host_ids = malloc(n * sizeof(int32_t));
     b->host_targets = malloc(n * sizeof(int32_t));
     b->host_values = malloc(n * sizeof(float));
-    b->ids = be->alloc(be, n * sizeof(int32_t));
-    b->targets = be->alloc(be, n * sizeof(int32_t));
-    b->logprobs = be->alloc(be, n * sizeof(float));
-    b->lse = be->alloc(be, n * sizeof(float));
-    b->dlogprobs = be->alloc(be, n * sizeof(float));
-    if (!b->host_ids || !b->host_targets || !b->host_values || !b->ids || !b->targets || !b->logprobs || !b->lse ||
-        !b->dlogprobs) {
+    if (!b->host_ids || !b->host_targets || !b->host_values) {
         buffers_free(b);
-        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate batch buffers for %d x %d tokens", B, T_max);
+        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate host batch buffers for %d x %d tokens", B, T_max);
+    }
+    /* backend_alloc's message names the buffer that did not fit */
+    if (!(b->ids = backend_alloc(be, n * sizeof(int32_t), "SFT batch token ids")) ||
+        !(b->targets = backend_alloc(be, n * sizeof(int32_t), "SFT batch targets")) ||
+        !(b->logprobs = backend_alloc(be, n * sizeof(float), "SFT batch log-probs")) ||
+        !(b->lse = backend_alloc(be, n * sizeof(float), "SFT batch log-sum-exps")) ||
+        !(b->dlogprobs = backend_alloc(be, n * sizeof(float), "SFT batch log-prob gradients"))) {
+        buffers_free(b);
+        return GRPO_ERR_NOMEM;
     }
     return GRPO_OK;
 }

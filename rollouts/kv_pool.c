@@ -2,7 +2,10 @@
  * backend allocation, a free stack and a reference count per block. */
 #include "rollouts/kv_pool.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "core/backend_pool.h"
 
 struct kv_pool {
     backend *be;
@@ -29,13 +32,18 @@ grpo_status kv_pool_create(backend *be, int num_layers, size_t floats_per_token,
     p->cache.block_size = block_size;
     p->cache.floats_per_token = floats_per_token;
     size_t bytes = (size_t)num_layers * num_blocks * block_size * floats_per_token * sizeof(float);
-    p->cache.base = be->alloc(be, bytes);
     p->refcount = calloc((size_t)num_blocks, sizeof *p->refcount);
     p->free_stack = malloc((size_t)num_blocks * sizeof *p->free_stack);
-    if (!p->cache.base || !p->refcount || !p->free_stack) {
+    if (!p->refcount || !p->free_stack) {
         kv_pool_free(p);
-        return grpo_fail(GRPO_ERR_NOMEM, "kv_pool: cannot allocate %d blocks of %d tokens (%.1f MiB) on backend %s",
-                         num_blocks, block_size, bytes / 1048576.0, be->name);
+        return grpo_fail(GRPO_ERR_NOMEM, "kv_pool: out of host memory for %d block records", num_blocks);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "the KV cache (%d layers x %d blocks of %d tokens)", num_layers, num_blocks, block_size);
+    p->cache.base = backend_alloc(be, bytes, what);
+    if (!p->cache.base) {
+        kv_pool_free(p);
+        return GRPO_ERR_NOMEM;   /* backend_alloc's message names the cache and the pool's state */
     }
     for (int i = 0; i < num_blocks; i++) p->free_stack[i] = num_blocks - 1 - i;
     p->n_free = num_blocks;

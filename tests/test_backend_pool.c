@@ -141,6 +141,12 @@ static void *failing_alloc(backend *be, size_t bytes) {
     return NULL;
 }
 
+static void *silent_alloc(backend *be, size_t bytes) {
+    (void)be;
+    (void)bytes;
+    return NULL;
+}
+
 /* Without a pool, backend_alloc keeps the backend's reason. */
 static void test_no_pool_message(void) {
     backend *be = backend_cpu_create();
@@ -149,6 +155,11 @@ static void test_no_pool_message(void) {
     CHECK(backend_alloc(be, 3 << 20, "the logits") == NULL);
     CHECK_STR("out of host memory allocating the logits (3.0 MiB): cpu: cudaMalloc of 3145728 bytes failed (stand-in)",
               grpo_error_message());
+    /* a backend that fails without a message is not blamed with an older one */
+    grpo_fail(GRPO_ERR_IO, "an unrelated earlier error");
+    be->alloc = silent_alloc;
+    CHECK(backend_alloc(be, 10, "x") == NULL);
+    CHECK_STR("out of host memory allocating x (10 B)", grpo_error_message());
     be->alloc = own;
     char line[256];
     backend_pool_describe(be, line, sizeof line);
