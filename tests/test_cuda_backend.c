@@ -4,8 +4,9 @@
  * fuses multiply-adds); sum_squares is summed in double on both sides, 1e-9. Exact
  * (bit for bit): embedding_forward (a copy) and the low-precision ops quantize_fp8 /
  * dequantize_fp8 / round_fp8 / round_bf16 (integer codecs and IEEE divisions on both
- * sides). Without a CUDA device (or a build without CUDA) it checks that asking for one
- * fails cleanly, then skips (77). */
+ * sides). Attention (training and paged) is in test_cuda_attention.c. Without a CUDA
+ * device (or a build without CUDA) it checks that asking for one fails cleanly, then
+ * skips (77). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,9 +19,6 @@
 
 #define FP32_RTOL 1e-5
 #define SUM_RTOL 1e-9
-/* Attention gradients sum T terms P (dP - D) whose parts cancel; both sides sum in
- * other orders (the CPU in tiles, online softmax), so a little more slack than 1e-5. */
-#define ATT_GRAD_RTOL 5e-5
 #define REL_FLOOR 1e-6
 
 static backend *cpu, *gpu;
@@ -499,57 +497,6 @@ static void test_quant(void) {
     }
 }
 
-/* ---- causal attention ---- */
-
-static void test_attention(void) {
-    /* B, T, Hq, Hkv, Dqk, Dv: one token, GQA groups, T past one chunk of 256 keys,
-     * MLA-like Dqk != Dv, multi-query (Hkv = 1). */
-    static const int shapes[][6] = {{1, 1, 1, 1, 1, 1},   {2, 37, 4, 2, 16, 16}, {1, 300, 3, 1, 24, 40},
-                                    {2, 65, 4, 4, 48, 32}, {1, 513, 2, 1, 64, 64}};
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-        int B = shapes[s][0], T = shapes[s][1], Hq = shapes[s][2], Hkv = shapes[s][3], Dqk = shapes[s][4];
-        int Dv = shapes[s][5];
-        float scale = 1.0f / sqrtf((float)Dqk);
-        size_t nq = (size_t)B * T * Hq * Dqk, nk = (size_t)B * T * Hkv * Dqk, nv = (size_t)B * T * Hkv * Dv;
-        size_t no = (size_t)B * T * Hq * Dv, nl = (size_t)B * Hq * T;
-        /* q, k out to +-2 (scores up to ~4 sqrt(Dqk) scale): peaked and flat rows. */
-        twin q = twin_random(nq, -2, 2), k = twin_random(nk, -2, 2), v = twin_random(nv, -1, 1);
-        twin out = twin_random(no, -1, 1), lse = twin_random(nl, -1, 1), dout = twin_random(no, -1, 1);
-        twin dq = twin_random(nq, -1, 1), dk = twin_random(nk, -1, 1), dv = twin_random(nv, -1, 1);
-        cpu->attention_forward(cpu, out.c, lse.c, q.c, k.c, v.c, B, T, Hq, Hkv, Dqk, Dv, scale);
-        gpu->attention_forward(gpu, out.g, lse.g, q.g, k.g, v.g, B, T, Hq, Hkv, Dqk, Dv, scale);
-        CHECK_TWIN(out, FP32_RTOL, "attention_forward out B=%d T=%d Hq=%d Hkv=%d Dqk=%d Dv=%d", B, T, Hq, Hkv, Dqk, Dv);
-        CHECK_TWIN(lse, FP32_RTOL, "attention_forward lse B=%d T=%d Hq=%d Hkv=%d Dqk=%d Dv=%d", B, T, Hq, Hkv, Dqk, Dv);
-        /* The backward of each side from the CPU's out and lse (so only the backward differs). */
-        float *h = malloc((no > nl ? no : nl) * sizeof *h);
-        GRPO_ASSERT(h);
-        cpu->to_host(cpu, h, out.c, no * sizeof(float));
-        gpu->to_device(gpu, out.g, h, no * sizeof(float));
-        cpu->to_host(cpu, h, lse.c, nl * sizeof(float));
-        gpu->to_device(gpu, lse.g, h, nl * sizeof(float));
-        free(h);
-        cpu->attention_backward(cpu, dq.c, dk.c, dv.c, dout.c, q.c, k.c, v.c, out.c, lse.c, B, T, Hq, Hkv, Dqk, Dv,
-                                scale);
-        gpu->attention_backward(gpu, dq.g, dk.g, dv.g, dout.g, q.g, k.g, v.g, out.g, lse.g, B, T, Hq, Hkv, Dqk, Dv,
-                                scale);
-        CHECK_TWIN(dq, ATT_GRAD_RTOL, "attention_backward dq B=%d T=%d Hq=%d Hkv=%d Dqk=%d Dv=%d", B, T, Hq, Hkv, Dqk,
-                   Dv);
-        CHECK_TWIN(dk, ATT_GRAD_RTOL, "attention_backward dk B=%d T=%d Hq=%d Hkv=%d Dqk=%d Dv=%d", B, T, Hq, Hkv, Dqk,
-                   Dv);
-        CHECK_TWIN(dv, ATT_GRAD_RTOL, "attention_backward dv B=%d T=%d Hq=%d Hkv=%d Dqk=%d Dv=%d", B, T, Hq, Hkv, Dqk,
-                   Dv);
-        twin_free(q);
-        twin_free(k);
-        twin_free(v);
-        twin_free(out);
-        twin_free(lse);
-        twin_free(dout);
-        twin_free(dq);
-        twin_free(dk);
-        twin_free(dv);
-    }
-}
-
 int main(void) {
     char desc[2048];
     backend_cuda_describe(desc, sizeof desc);
@@ -580,8 +527,7 @@ int main(void) {
     CHECK_OK(BACKEND_REQUIRE(gpu, adamw));
     CHECK_OK(BACKEND_REQUIRE(gpu, round_fp8));
     CHECK_OK(BACKEND_REQUIRE(gpu, attention_backward));
-    /* Still missing on CUDA: asking for it names the op. */
-    CHECK_FAILS(BACKEND_REQUIRE(gpu, paged_attention), "paged_attention");
+    /* The attention ops (training and paged decoding) are checked in test_cuda_attention. */
 
     test_memory();
     test_matmul();
@@ -593,7 +539,6 @@ int main(void) {
     test_token_logprobs();
     test_adamw();
     test_quant();
-    test_attention();
 
     backend_free(gpu);
     backend_free(cpu);

@@ -186,7 +186,8 @@ extern "C" backend *backend_cuda_create(int device) {
     be->attention_forward = cuda_attention_forward;
     be->attention_backward = cuda_attention_backward;
     be->sample = cuda_sample;
-    /* Not yet on CUDA (NULL; BACKEND_REQUIRE names them): cache_write_rows, paged_attention. */
+    be->cache_write_rows = cuda_cache_write_rows;
+    be->paged_attention = cuda_paged_attention;
     return be;
 
 fail:

@@ -101,6 +101,15 @@ void cuda_attention_backward(backend *be, float *dq, float *dk, float *dv, const
                              const float *k, const float *v, const float *out, const float *lse, int B, int T, int Hq,
                              int Hkv, int Dqk, int Dv, float scale);
 
+/* ---- ops (cuda_decode.cu) ---- */
+void cuda_cache_write_rows(backend *be, float *dst, const backend_paged_layout *layout, const float *src, int H,
+                           int width, const int32_t *slots, int N);
+void cuda_paged_attention(backend *be, float *out, const float *q, const float *k_cache,
+                          const backend_paged_layout *k_layout, const float *v_cache,
+                          const backend_paged_layout *v_layout, const int32_t *block_tables, int max_blocks,
+                          const int32_t *seq_of, const int32_t *ctx_len, int N, int Hq, int Hkv, int Dqk, int Dv,
+                          float scale);
+
 /* ---- ops (cuda_quant.cu) ---- */
 void cuda_quantize_fp8(backend *be, uint8_t *q, float *scales, const float *x, int ldx, int rows, int cols,
                        int tile_rows, int tile_cols);
