@@ -12,7 +12,7 @@ void cpu_sample(backend *be, int32_t *tokens, float *logprob, float *policy_logp
     const sample_params p = {temperature, top_k, top_p, min_p};
     const size_t floats = (sample_scratch_bytes(V) + sizeof(float) - 1) / sizeof(float);
     cpu_scratch_acquire(be, floats);
-    CPU_OMP(parallel for schedule(dynamic, 1) if (N > 1))
+    CPU_OMP(parallel for schedule(guided) if (N > 1))
     for (int i = 0; i < N; i++)
         sample_row(&p, logits + (size_t)i * (size_t)ldl, V, u ? u[i] : 0.0, cpu_scratch_thread(be), &tokens[i],
                    &logprob[i], &policy_logprob[i]);
