@@ -98,6 +98,10 @@ static size_t carve_host(moe_layer *l, char *base) {
     HVIEW(slot_row, NK);
     HVIEW(row_weight, NK);
     HVIEW(dot_h, NK);
+    HVIEW(group_m, E);
+    HVIEW(group_a, E);
+    HVIEW(group_b, E);
+    HVIEW(group_c, E);
     HVIEW(route.choice, E);
     HVIEW(route.group_score, G);
     HVIEW(route.keep, E);

@@ -37,18 +37,24 @@ grpo_status moe_backward(moe_layer *l, const moe_weights *w, moe_weights *g, con
 
     /* routed experts: d y_rows = weight * dout[token]; then down, SwiGLU, gate/up per expert */
     moe_gather(l, l->d_rows, dout, N, 1);
+    /* Grouped (fp32 with matmul_grouped): the input gradients d act = d y_rows W_down as one
+     * call per projection; the weight gradients stay one product per expert (their
+     * contraction runs over the expert's rows, which differ in number: no grouped shape). */
+    int grouped = moe_experts_matmul(l, w->compute, 0, w->experts_down_proj, l->d_rows, H, l->d_act, I, 0.0f);
     for (int e = 0; e < E; e++) {
         int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
         if (n == 0) continue;
-        proj_backward(w->compute, be, l->d_act + (size_t)r0 * I, 0.0f, g->experts_down_proj[e],
+        proj_backward(w->compute, be, grouped ? NULL : l->d_act + (size_t)r0 * I, 0.0f, g->experts_down_proj[e],
                       l->d_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H);
     }
     be->swiglu_backward(be, l->d_gate, l->d_up, l->d_act, l->h_gate, l->h_up, (size_t)NK * I);
     /* d_rows now becomes d xs (every expert's d y_rows has been consumed above) */
+    grouped = moe_experts_matmul(l, w->compute, 0, w->experts_gate_proj, l->d_gate, I, l->d_rows, H, 0.0f) &&
+              moe_experts_matmul(l, w->compute, 0, w->experts_up_proj, l->d_up, I, l->d_rows, H, 1.0f);
     for (int e = 0; e < E; e++) {
         int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
         if (n == 0) continue;
-        float *dxs = l->d_rows + (size_t)r0 * H;
+        float *dxs = grouped ? NULL : l->d_rows + (size_t)r0 * H;
         const float *xs = l->xs + (size_t)r0 * H;
         proj_backward(w->compute, be, dxs, 0.0f, g->experts_gate_proj[e], l->d_gate + (size_t)r0 * I, xs,
                       w->experts_gate_proj[e], n, H, I);

@@ -12,6 +12,24 @@ static void proj(linear *lin, backend *be, float *y, const float *x, const float
     linear_forward(lin, be, y, out, x, in, W, N, in, out, beta);
 }
 
+int moe_experts_matmul(moe_layer *l, linear *lin, int trans_w, float *const *W, const float *A, int K, float *C, int N,
+                       float beta) {
+    backend *be = l->be;
+    if (!be->matmul_grouped || linear_get_precision(lin) != QUANT_FP32) return 0;
+    int E = l->cfg.n_routed_experts;
+    for (int e = 0; e < E; e++) {
+        int r0 = l->expert_offset[e];
+        l->group_m[e] = l->expert_offset[e + 1] - r0;   /* 0 rows: the op skips the expert */
+        l->group_a[e] = A + (size_t)r0 * K;
+        l->group_b[e] = W[e];
+        l->group_c[e] = C + (size_t)r0 * N;
+    }
+    /* W_e: [N, K] taken transposed (forward), or [K, N] as it is (input gradient). */
+    be->matmul_grouped(be, 0, trans_w, E, l->group_m, N, K, 1.0f, l->group_a, K, l->group_b, trans_w ? K : N, beta,
+                       l->group_c, N);
+    return 1;
+}
+
 grpo_status moe_check_weights(const moe_layer *l, const moe_weights *w, const char *what) {
     const moe_config *c = &l->cfg;
     if (!w || !w->gate || !w->experts_gate_proj || !w->experts_up_proj || !w->experts_down_proj)
@@ -49,20 +67,24 @@ grpo_status moe_forward(moe_layer *l, const moe_weights *w, const float *x, int 
 
     /* routed experts over their contiguous rows: y_rows = down(silu(xs Wg^T) * (xs Wu^T)) */
     moe_gather(l, l->xs, x, N, 0);
-    for (int e = 0; e < E; e++) {
-        int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
-        if (n == 0) continue;
-        proj(w->compute, be, l->h_gate + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_gate_proj[e], n, H, I,
-             0.0f);
-        proj(w->compute, be, l->h_up + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_up_proj[e], n, H, I, 0.0f);
-    }
+    if (!moe_experts_matmul(l, w->compute, 1, w->experts_gate_proj, l->xs, H, l->h_gate, I, 0.0f) ||
+        !moe_experts_matmul(l, w->compute, 1, w->experts_up_proj, l->xs, H, l->h_up, I, 0.0f))
+        for (int e = 0; e < E; e++) {
+            int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
+            if (n == 0) continue;
+            proj(w->compute, be, l->h_gate + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_gate_proj[e], n, H,
+                 I, 0.0f);
+            proj(w->compute, be, l->h_up + (size_t)r0 * I, l->xs + (size_t)r0 * H, w->experts_up_proj[e], n, H, I,
+                 0.0f);
+        }
     be->swiglu_forward(be, l->act, l->h_gate, l->h_up, (size_t)NK * I);
-    for (int e = 0; e < E; e++) {
-        int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
-        if (n == 0) continue;
-        proj(w->compute, be, l->y_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I, H,
-             0.0f);
-    }
+    if (!moe_experts_matmul(l, w->compute, 1, w->experts_down_proj, l->act, I, l->y_rows, H, 0.0f))
+        for (int e = 0; e < E; e++) {
+            int r0 = l->expert_offset[e], n = l->expert_offset[e + 1] - r0;
+            if (n == 0) continue;
+            proj(w->compute, be, l->y_rows + (size_t)r0 * H, l->act + (size_t)r0 * I, w->experts_down_proj[e], n, I,
+                 H, 0.0f);
+        }
 
     /* out = shared(x) + sum_k weight_k y_k */
     if (IS > 0) {

@@ -86,6 +86,10 @@ struct moe_layer {
     int32_t *slot_row;   /* [NK] row of slot t * K + k */
     float *row_weight;   /* [NK] routing weight of each row */
     float *dot_h;        /* [NK] */
+    int *group_m;              /* [E] rows per expert of one grouped product (moe_experts_matmul) */
+    const float **group_a;     /* [E] its operands and outputs, backend pointers */
+    const float **group_b;     /* [E] */
+    float **group_c;           /* [E] */
     moe_route_scratch route;
 
     moe_stats stats;
@@ -94,6 +98,15 @@ struct moe_layer {
 /* Error naming `what` unless every pointer the config uses is set (moe_forward.c).
  * e_score_correction_bias may be NULL (a model without one, V2: zeros; gradients: none). */
 grpo_status moe_check_weights(const moe_layer *l, const moe_weights *w, const char *what);
+
+/* The routed experts' products of one projection as ONE backend matmul_grouped call (the
+ * GPU runs them as one launch), when lin is fp32 (or NULL) and the backend has the op; 0
+ * when it did nothing (the caller loops over experts). For every expert e with n_e rows
+ * (rows r0_e .. of the sorted layout): C_e[n_e, N] = A_e[n_e, K] op(W_e) + beta C_e with
+ * A_e = A + r0_e K, C_e = C + r0_e N; op(W_e) = W_e^T (trans_w, W_e: [N, K]: forward) or
+ * W_e (W_e: [K, N]: the input gradient). moe_forward.c. */
+int moe_experts_matmul(moe_layer *l, linear *lin, int trans_w, float *const *W, const float *A, int K, float *C, int N,
+                       float beta);
 
 /* ---- dispatch (moe_dispatch.c) ---- */
 /* Counting sort of the last routing's slots by expert: fills expert_offset, row_token,
