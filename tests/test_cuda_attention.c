@@ -200,7 +200,8 @@ static void test_plan_paged_offset(void) {
         backend_paged_layout L;
         if (kind == 0) L = (backend_paged_layout){(size_t)bs * H * width * 2, (size_t)bs * width, 1, (size_t)bs, bs};
         else if (kind == 1) L = (backend_paged_layout){(size_t)bs * 40, 0, 40, 1, bs};
-        else L = (backend_paged_layout){(size_t)bs * H * 2 * width + 7, (size_t)2 * width, (size_t)H * 2 * width, 2, bs};
+        else   /* position-major, every other number, a gap after each block */
+            L = (backend_paged_layout){(size_t)bs * H * 2 * width + 7, (size_t)2 * width, (size_t)H * 2 * width, 2, bs};
         size_t floats = (size_t)nb * L.block_stride + 64;
         float *cache = calloc(floats, sizeof *cache);
         int32_t table[3][4], slots[3 * 4 * 16];

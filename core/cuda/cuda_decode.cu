@@ -28,6 +28,10 @@
 
 #include <string.h>
 
+extern "C" {
+#include "core/backend_pool.h"
+}
+
 typedef struct {
     backend_paged_layout kl, vl;
     int max_blocks, Hq, Hkv, Dqk, Dv;
@@ -204,6 +208,7 @@ void cuda_paged_attention(backend *be, float *out, const float *q, const float *
     CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, impl->device));
     int most = 1;
     while (most < a.group && most < ATTN_MAX_ROWS) most *= 2;
+    limit -= (int)(2 * ATTN_TILE * sizeof(size_t));   /* the kernel's static koff, voff */
     a.heads = attn_pick_rows(attn_forward_smem, Dqk, Dv, a.shared_kv, (size_t)limit, most, 1);
     GRPO_ASSERTF(a.heads > 0, "paged_attention: Dqk=%d Dv=%d need %zu bytes of shared memory per block, the device "
                  "has %d", Dqk, Dv, attn_forward_smem(1, Dqk, Dv, a.shared_kv), limit);
@@ -225,16 +230,25 @@ void cuda_paged_attention(backend *be, float *out, const float *q, const float *
         CUDA_CHECK_LAST();
         return;
     }
-    /* Partials: [N, Hq, splits, Dv] outputs then [N, Hq, splits] lse; stream-ordered
-     * scratch (the driver's pool), freed once the merge has run. */
+    /* Partials: [N, Hq, splits, Dv] outputs then [N, Hq, splits] lse. Scratch from the
+     * backend's memory pool when it has one (core/backend_pool.h: no cudaMalloc, reuse in
+     * stream order), else stream-ordered from the driver's pool (cudaMallocAsync), so
+     * neither waits for the device. */
     const size_t rows = (size_t)N * Hq, n_o = rows * a.splits * Dv;
+    const size_t part_bytes = (n_o + rows * a.splits) * sizeof(float);
     float *part = NULL;
-    CUDA_CHECK(cudaMallocAsync((void **)&part, (n_o + rows * a.splits) * sizeof(float), s));
+    if (be->pool) {
+        part = (float *)backend_alloc(be, part_bytes, "paged_attention split-K partials");
+        GRPO_ASSERTF(part, "%s", grpo_error_message());
+    } else {
+        CUDA_CHECK(cudaMallocAsync((void **)&part, part_bytes, s));
+    }
     paged_attention_kernel<<<grid, 32 * warps, bytes, s>>>(out, part, part + n_o, q, k_cache, v_cache, block_tables,
                                                            seq_of, ctx_len, a);
     CUDA_CHECK_LAST();
     GRPO_ASSERTF(rows <= 0x7fffffffu, "paged_attention: %zu rows is more than one launch holds", rows);
     paged_attention_merge_kernel<<<(unsigned)rows, 128, 0, s>>>(out, part, part + n_o, a.splits, Dv);
     CUDA_CHECK_LAST();
-    CUDA_CHECK(cudaFreeAsync(part, s));
+    if (be->pool) be->free(be, part);
+    else CUDA_CHECK(cudaFreeAsync(part, s));
 }
