@@ -298,6 +298,9 @@ static void free_activations(deepseek_v3_model *m) {
     m->capacity = 0;
     m->last_B = m->last_T = 0;
     m->mtp_pending = 0;
+    m->reserved_B = m->reserved_T = 0;
+    m->act_bytes = 0;
+    m->live_block = -1;
 }
 
 void deepseek_v3_free(deepseek_v3_model *m) {
@@ -359,19 +362,29 @@ static float *carve(carver *cv, size_t floats) {
     return p;
 }
 
-static void carve_all(deepseek_v3_model *m, carver *cv, int B, int T) {
+/* Every block's activations; with recompute, every block's input x but one set of the
+ * other views, shared by all blocks (with the dense MLP's views when any block has one). */
+static void carve_all(deepseek_v3_model *m, carver *cv, int B, int T, int recompute) {
     const deepseek_v3_config *c = &m->cfg;
     size_t N = (size_t)B * T, D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    int any_dense = 0;
+    for (int b = 0; b < m->n_blocks; b++) any_dense |= !deepseek_v3_layer_is_moe(c, b);
     for (int b = 0; b < m->n_blocks; b++) {
         dsv3_block_acts *a = &m->acts[b];
-        a->x = carve(cv, N * D);
+        float *x = carve(cv, N * D);
+        if (recompute && b > 0) {
+            *a = m->acts[0];
+            a->x = x;
+            continue;
+        }
+        a->x = x;
         a->rstd1 = carve(cv, N);
         a->xn1 = carve(cv, N * D);
         a->mla = carve(cv, mla_activation_floats(&m->mla_cfg, B, T));
         a->xmid = carve(cv, N * D);
         a->rstd2 = carve(cv, N);
         a->xn2 = carve(cv, N * D);
-        if (!deepseek_v3_layer_is_moe(c, b)) {
+        if (recompute ? any_dense : !deepseek_v3_layer_is_moe(c, b)) {
             a->gate = carve(cv, N * I);
             a->up = carve(cv, N * I);
             a->act = carve(cv, N * I);
@@ -413,7 +426,7 @@ static void carve_all(deepseek_v3_model *m, carver *cv, int B, int T) {
     g->mla = carve(cv, mla_scratch_floats(&m->mla_cfg, B, T));
 }
 
-size_t deepseek_v3_activation_bytes(const deepseek_v3_config *cfg, int B, int T) {
+size_t deepseek_v3_activation_bytes(const deepseek_v3_config *cfg, int B, int T, int recompute) {
     deepseek_v3_model tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.cfg = *cfg;
@@ -424,7 +437,7 @@ size_t deepseek_v3_activation_bytes(const deepseek_v3_config *cfg, int B, int T)
     size_t bytes = 0;
     if (tmp.acts && tmp.mtp) {
         carver cv = {NULL, 0};
-        carve_all(&tmp, &cv, B, T);
+        carve_all(&tmp, &cv, B, T, recompute);
         bytes = cv.used * sizeof(float);
     }
     free(tmp.acts);
@@ -444,14 +457,17 @@ grpo_status deepseek_v3_reserve(deepseek_v3_model *m, int B, int T) {
     free_activations(m);
     size_t N = (size_t)B * T;
     carver cv = {NULL, 0};
-    carve_all(m, &cv, B, T);
-    m->act_block = m->be->alloc(m->be, cv.used * sizeof(float));
+    carve_all(m, &cv, B, T, m->recompute);
     m->host_i32 = malloc(2 * N * sizeof(int32_t));
     m->host_f32 = malloc(N * sizeof(float));
     grpo_status s = GRPO_OK;
-    if (!m->act_block || !m->host_i32 || !m->host_f32)
-        s = grpo_fail(GRPO_ERR_NOMEM, "cannot allocate activations for %zu tokens (%.1f MiB) on backend %s", N,
-                      cv.used * 4.0 / (1 << 20), m->be->name);
+    char what[128];
+    snprintf(what, sizeof what, "deepseek_v3 activations for %d x %d tokens (%s)", B, T,
+             m->recompute ? "training, recompute" : "training");
+    if (!m->host_i32 || !m->host_f32)
+        s = grpo_fail(GRPO_ERR_NOMEM, "cannot allocate host scratch for %zu tokens", N);
+    else if (!(m->act_block = backend_alloc(m->be, cv.used * sizeof(float), what)))
+        s = GRPO_ERR_NOMEM;   /* backend_alloc's message names the block and the pool's state */
     m->moe_cfg.seq_aux_alpha = m->seq_aux_alpha;
     for (int i = 0; i < m->n_moe && s == GRPO_OK; i++) s = moe_layer_create(m->be, &m->moe_cfg, (int)N, &m->moe[i]);
     if (s != GRPO_OK) {
@@ -460,10 +476,24 @@ grpo_status deepseek_v3_reserve(deepseek_v3_model *m, int B, int T) {
     }
     cv.base = m->act_block;
     cv.used = 0;
-    carve_all(m, &cv, B, T);
+    carve_all(m, &cv, B, T, m->recompute);
     m->capacity = (int)N;
+    m->reserved_B = B;
+    m->reserved_T = T;
+    m->act_bytes = cv.used * sizeof(float);
+    m->live_block = -1;
     return GRPO_OK;
 }
+
+grpo_status deepseek_v3_set_recompute(deepseek_v3_model *m, int on) {
+    on = on != 0;
+    if (on == m->recompute) return GRPO_OK;
+    m->recompute = on;
+    if (m->capacity > 0) return deepseek_v3_reserve(m, m->reserved_B, m->reserved_T);
+    return GRPO_OK;
+}
+
+size_t deepseek_v3_activation_block_bytes(const deepseek_v3_model *m) { return m->act_bytes; }
 
 /* ---- balancing ---- */
 

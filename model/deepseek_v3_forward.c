@@ -26,7 +26,10 @@ static void proj_backward(deepseek_v3_model *m, float *dx, float dx_beta, float 
     linear_backward(m->params.compute, m->be, dx, dx_beta, dW, dy, x, W, N, in, out);
 }
 
-grpo_status dsv3_block_forward(deepseek_v3_model *m, int b, float *out, int B, int T) {
+/* Block b's forward; with out == NULL (recomputation before its backward) it stops once
+ * everything the backward reads is saved: a dense MLP's down projection and a MoE layer
+ * (whose own state still holds the forward's routing and expert activations) are skipped. */
+static grpo_status block_forward(deepseek_v3_model *m, int b, float *out, int B, int T) {
     backend *be = m->be;
     const deepseek_v3_config *c = &m->cfg;
     const dsv3_block_weights *w = &m->weights[b];
@@ -47,13 +50,19 @@ grpo_status dsv3_block_forward(deepseek_v3_model *m, int b, float *out, int B, i
         proj(m, a->gate, a->xn2, w->gate_proj, N, D, I, 0.0f);
         proj(m, a->up, a->xn2, w->up_proj, N, D, I, 0.0f);
         be->swiglu_forward(be, a->act, a->gate, a->up, (size_t)N * I);
+        if (!out) return GRPO_OK;
         be->copy(be, out, a->xmid, (size_t)N * D * sizeof(float));
         proj(m, out, a->act, w->down_proj, N, I, D, 1.0f);
-    } else {
+    } else if (out) {
         GRPO_TRY(moe_forward(m->moe[v->moe], &w->moe, a->xn2, B, T, out));
         be->axpy(be, out, 1.0f, a->xmid, (size_t)N * D);
     }
     return GRPO_OK;
+}
+
+grpo_status dsv3_block_forward(deepseek_v3_model *m, int b, float *out, int B, int T) {
+    m->live_block = b;
+    return block_forward(m, b, out, B, T);
 }
 
 grpo_status dsv3_block_backward(deepseek_v3_model *m, int b, int B, int T) {
@@ -65,6 +74,13 @@ grpo_status dsv3_block_backward(deepseek_v3_model *m, int b, int B, int T) {
     const dsv3_block_acts *a = &m->acts[b];
     const dsv3_grad_acts *g = &m->g;
     int N = B * T, D = c->hidden_size, I = c->intermediate_size;
+
+    /* recomputation: the block's activations again from its saved input (unless the shared
+     * views still hold them: the last block forwarded) */
+    if (m->recompute && m->live_block != b) {
+        GRPO_TRY(block_forward(m, b, NULL, B, T));
+        m->live_block = b;
+    }
 
     /* MLP: out = xmid + mlp(xn2) */
     if (v->moe < 0) {

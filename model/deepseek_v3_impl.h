@@ -107,6 +107,11 @@ struct deepseek_v3_model {
 
     int last_B, last_T;  /* the last forward's batch; 0 when none */
     int mtp_pending;     /* deepseek_v3_mtp_loss ran after the last forward */
+
+    int recompute;       /* deepseek_v3_set_recompute: blocks share one set of activation views */
+    int live_block;      /* under recompute: the block whose activations the shared views hold (-1: none) */
+    int reserved_B, reserved_T;   /* the last reserve's batch; 0 when none */
+    size_t act_bytes;    /* bytes of act_block */
 };
 
 /* Shared by the model's files. */

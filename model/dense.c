@@ -170,6 +170,8 @@ static void free_activations(dense_model *m) {
     m->capacity = 0;
     m->inference_only = 0;
     m->last_B = m->last_T = 0;
+    m->reserved_B = m->reserved_T = 0;
+    m->act_bytes = 0;
 }
 
 void dense_model_free(dense_model *m) {
@@ -222,12 +224,14 @@ static float *carve(carver *cv, size_t floats) {
 }
 
 /* Training: every layer's activations and the backward scratch. Inference only: one
- * layer's views shared by all layers (each layer's output overwrites its input). */
-static void carve_all(dense_model *m, carver *cv, size_t N, int inference_only) {
+ * layer's views shared by all layers (each layer's output overwrites its input).
+ * Recompute: one layer's views shared by all layers, but each layer's input x its own. */
+static void carve_all(dense_model *m, carver *cv, size_t N, dense_acts_mode mode) {
+    int inference_only = mode == DENSE_ACTS_INFERENCE;
     const dense_config *c = &m->cfg;
     size_t D = c->hidden_size, I = c->intermediate_size, QD = dense_config_q_dim(c), KD = dense_config_kv_dim(c);
     size_t V = c->vocab_size, H = c->num_attention_heads;
-    int saved_layers = inference_only ? 1 : c->num_hidden_layers;
+    int saved_layers = mode == DENSE_ACTS_TRAINING ? c->num_hidden_layers : 1;
     for (int l = 0; l < saved_layers; l++) {
         dense_layer_acts *a = &m->acts[l];
         a->x = carve(cv, N * D);
@@ -245,7 +249,10 @@ static void carve_all(dense_model *m, carver *cv, size_t N, int inference_only) 
         a->up = carve(cv, N * I);
         a->act = carve(cv, N * I);
     }
-    for (int l = saved_layers; l < c->num_hidden_layers; l++) m->acts[l] = m->acts[0];
+    for (int l = saved_layers; l < c->num_hidden_layers; l++) {
+        m->acts[l] = m->acts[0];
+        if (mode == DENSE_ACTS_RECOMPUTE) m->acts[l].x = carve(cv, N * D);
+    }
     m->x_final = carve(cv, N * D);
     m->rstd_final = carve(cv, N);
     m->xn_final = carve(cv, N * D);
@@ -269,7 +276,7 @@ static void carve_all(dense_model *m, carver *cv, size_t N, int inference_only) 
     g->dv = carve(cv, N * KD);
 }
 
-size_t dense_activation_bytes(const dense_config *cfg, int B, int T, int inference_only) {
+size_t dense_activation_bytes(const dense_config *cfg, int B, int T, dense_acts_mode mode) {
     dense_model tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.cfg = *cfg;
@@ -277,7 +284,7 @@ size_t dense_activation_bytes(const dense_config *cfg, int B, int T, int inferen
     if (!acts) return 0;
     tmp.acts = acts;
     carver cv = {NULL, 0};
-    carve_all(&tmp, &cv, (size_t)B * (size_t)T, inference_only);
+    carve_all(&tmp, &cv, (size_t)B * (size_t)T, mode);
     free(acts);
     return cv.used * sizeof(float);
 }
@@ -292,22 +299,44 @@ static grpo_status reserve(dense_model *m, int B, int T, int inference_only) {
         return grpo_fail(GRPO_ERR_INVALID, "dense_reserve: B*T (%lld) exceeds 2^31 - 1 tokens", (long long)B * T);
     free_activations(m);
     size_t N = (size_t)B * T;
+    dense_acts_mode mode = inference_only ? DENSE_ACTS_INFERENCE : m->recompute ? DENSE_ACTS_RECOMPUTE
+                                                                                : DENSE_ACTS_TRAINING;
     carver cv = {NULL, 0};
-    carve_all(m, &cv, N, inference_only);
-    m->act_block = m->be->alloc(m->be, cv.used * sizeof(float));
+    carve_all(m, &cv, N, mode);
     m->positions_host = malloc(N * sizeof(int32_t));
-    if (!m->act_block || !m->positions_host) {
+    if (!m->positions_host) {
         free_activations(m);
-        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate activations for %zu tokens (%.1f MiB) on backend %s", N,
-                         cv.used * 4.0 / (1 << 20), m->be->name);
+        return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate host positions for %zu tokens", N);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "dense activations for %d x %d tokens (%s)", B, T,
+             mode == DENSE_ACTS_INFERENCE ? "inference" : mode == DENSE_ACTS_RECOMPUTE ? "training, recompute"
+                                                                                      : "training");
+    m->act_block = backend_alloc(m->be, cv.used * sizeof(float), what);
+    if (!m->act_block) {
+        free_activations(m);
+        return GRPO_ERR_NOMEM;   /* backend_alloc's message names the block and the pool's state */
     }
     cv.base = m->act_block;
     cv.used = 0;
-    carve_all(m, &cv, N, inference_only);
+    carve_all(m, &cv, N, mode);
     m->capacity = (int)N;
     m->inference_only = inference_only;
+    m->reserved_B = B;
+    m->reserved_T = T;
+    m->act_bytes = cv.used * sizeof(float);
     return GRPO_OK;
 }
+
+grpo_status dense_set_recompute(dense_model *m, int on) {
+    on = on != 0;
+    if (on == m->recompute) return GRPO_OK;
+    m->recompute = on;
+    if (m->capacity > 0 && !m->inference_only) return reserve(m, m->reserved_B, m->reserved_T, 0);
+    return GRPO_OK;
+}
+
+size_t dense_activation_block_bytes(const dense_model *m) { return m->act_bytes; }
 
 grpo_status dense_reserve(dense_model *m, int B, int T) { return reserve(m, B, T, 0); }
 grpo_status dense_reserve_inference(dense_model *m, int B, int T) { return reserve(m, B, T, 1); }

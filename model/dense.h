@@ -77,8 +77,20 @@ grpo_status dense_reserve(dense_model *m, int B, int T);
 /* The same for forward only (a frozen reference policy, evaluation): one layer's views
  * shared by all layers, about 1/num_hidden_layers of the memory; dense_backward fails. */
 grpo_status dense_reserve_inference(dense_model *m, int B, int T);
-/* Bytes of backend memory the activation block takes for B * T tokens. */
-size_t dense_activation_bytes(const dense_config *cfg, int B, int T, int inference_only);
+/* What the activation block keeps: every layer's activations (training), one layer's
+ * (inference), or each layer's input plus one layer's activations, the rest recomputed
+ * in backward (training with recomputation, dense_set_recompute). */
+typedef enum { DENSE_ACTS_TRAINING = 0, DENSE_ACTS_INFERENCE = 1, DENSE_ACTS_RECOMPUTE = 2 } dense_acts_mode;
+/* Bytes of backend memory the activation block takes for B * T tokens in `mode`. */
+size_t dense_activation_bytes(const dense_config *cfg, int B, int T, dense_acts_mode mode);
+/* Activation recomputation (on = 1): the training forward keeps only each layer's input
+ * (the residual stream) and one layer's worth of activations; dense_backward recomputes
+ * each layer's forward just before its backward (same ops in the same order, so the
+ * gradients are the same bits). Applies from the next dense_reserve; a block already
+ * reserved for training is re-reserved at the same size (the last forward is dropped). */
+grpo_status dense_set_recompute(dense_model *m, int on);
+/* Bytes of the activation block reserved now (0 before any reserve). */
+size_t dense_activation_block_bytes(const dense_model *m);
 
 /* Forward over a batch. ids: [B*T] int32 in backend memory, each in [0, vocab_size).
  * positions: [B*T] int32 backend memory, each in [0, max_position_embeddings), or NULL

@@ -79,7 +79,13 @@ grpo_status dense_backward(dense_model *m, const float *dlogits) {
                     dense_model_lm_head(m), N, D, V);
     be->rmsnorm_backward(be, g->dres, param_grad_ptr(ps, m->norm_view), g->dxn, m->x_final, dense_model_final_norm(m),
                          m->rstd_final, N, D);
-    for (int l = c->num_hidden_layers - 1; l >= 0; l--) layer_backward(m, l, B, T);
+    for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
+        /* recomputation: the layer's activations again from its saved input (the last
+         * layer's are still in the shared views from the forward); its output goes to
+         * dtmp, which layer_backward writes before reading */
+        if (m->recompute && l < c->num_hidden_layers - 1) dense_layer_forward(m, l, g->dtmp, B, T);
+        layer_backward(m, l, B, T);
+    }
     be->embedding_backward(be, param_grad_ptr(ps, m->embed_view), m->ids, g->dres, N, D);
     return GRPO_OK;
 }

@@ -21,7 +21,7 @@ static void default_positions(dense_model *m, int B, int T) {
 }
 
 /* One decoder layer: x (= a->x) -> out [N, D] (the next layer's input). */
-static void layer_forward(dense_model *m, int l, float *out, int B, int T) {
+void dense_layer_forward(dense_model *m, int l, float *out, int B, int T) {
     backend *be = m->be;
     linear *lin = m->params.compute;   /* the projections' precision */
     const dense_config *c = &m->cfg;
@@ -72,7 +72,7 @@ grpo_status dense_forward(dense_model *m, const int32_t *ids, const int32_t *pos
     else default_positions(m, B, T);
 
     be->embedding_forward(be, m->acts[0].x, m->ids, dense_model_embed_tokens(m), N, D);
-    for (int l = 0; l < L; l++) layer_forward(m, l, l + 1 < L ? m->acts[l + 1].x : m->x_final, B, T);
+    for (int l = 0; l < L; l++) dense_layer_forward(m, l, l + 1 < L ? m->acts[l + 1].x : m->x_final, B, T);
     be->rmsnorm_forward(be, m->xn_final, m->rstd_final, m->x_final, dense_model_final_norm(m), N, D,
                         (float)c->rms_norm_eps);
     proj(NULL, be, m->logits, m->xn_final, dense_model_lm_head(m), NULL, N, D, c->vocab_size, 0.0f);

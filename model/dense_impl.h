@@ -65,7 +65,14 @@ struct dense_model {
     int32_t *positions_host;   /* [capacity] host scratch for the default positions */
 
     int inference_only;        /* reserved by dense_reserve_inference: no backward */
+    int recompute;             /* dense_set_recompute: training keeps layer inputs only */
+    int reserved_B, reserved_T;   /* the last reserve's batch; 0 when none */
+    size_t act_bytes;          /* bytes of act_block */
     int last_B, last_T;        /* the last forward's batch; 0 when none */
 };
+
+/* One decoder layer's forward (dense_forward.c): m->acts[l].x -> out [N, D], saving the
+ * layer's activations in m->acts[l]; dense_backward calls it again under recomputation. */
+void dense_layer_forward(dense_model *m, int l, float *out, int B, int T);
 
 #endif

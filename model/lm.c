@@ -25,9 +25,12 @@ static grpo_status dense_lm_backward(lm *m, const float *dlogits) { return dense
 static grpo_status dense_lm_reserve(lm *m, int B, int T) { return dense_reserve(m->impl, B, T); }
 static grpo_status dense_lm_save(lm *m, const char *dir) { return dense_save(m->impl, dir); }
 static void dense_lm_destroy(lm *m) { dense_model_free(m->impl); }
+static grpo_status dense_lm_set_recompute(lm *m, int on) { return dense_set_recompute(m->impl, on); }
+static size_t dense_lm_activation_bytes(const lm *m) { return dense_activation_block_bytes(m->impl); }
 
 static const lm_ops dense_lm_ops = {dense_lm_forward, dense_lm_backward, dense_lm_reserve, dense_lm_save,
-                                     dense_lm_destroy, &dense_lm_decode_ops, NULL, NULL, NULL, NULL, NULL};
+                                     dense_lm_destroy, &dense_lm_decode_ops, NULL, NULL, NULL, NULL, NULL,
+                                     dense_lm_set_recompute, dense_lm_activation_bytes};
 
 static grpo_status wrap_dense(backend *be, dense_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
@@ -74,11 +77,13 @@ static double dsv3_lm_moe_layer_violation(const lm *m, int i, int *layer_index) 
 static int64_t *dsv3_lm_moe_layer_loads(lm *m, int i, int *n_experts) {
     return deepseek_v3_moe_loads(m->impl, i, n_experts);
 }
+static grpo_status dsv3_lm_set_recompute(lm *m, int on) { return deepseek_v3_set_recompute(m->impl, on); }
+static size_t dsv3_lm_activation_bytes(const lm *m) { return deepseek_v3_activation_block_bytes(m->impl); }
 
 static const lm_ops dsv3_lm_ops = {dsv3_lm_forward, dsv3_lm_backward, dsv3_lm_reserve, dsv3_lm_save,
                                     dsv3_lm_destroy, &deepseek_v3_lm_decode_ops, dsv3_lm_update_bias,
                                     dsv3_lm_max_violation, dsv3_lm_num_moe_layers, dsv3_lm_moe_layer_violation,
-                                    dsv3_lm_moe_layer_loads};
+                                    dsv3_lm_moe_layer_loads, dsv3_lm_set_recompute, dsv3_lm_activation_bytes};
 
 static grpo_status wrap_dsv3(backend *be, deepseek_v3_model *dm, lm **out) {
     lm *m = calloc(1, sizeof *m);
@@ -183,3 +188,12 @@ grpo_status lm_set_precision(lm *m, quant_precision p) {
 }
 
 quant_precision lm_get_precision(const lm *m) { return linear_get_precision(m->params->compute); }
+
+grpo_status lm_set_recompute(lm *m, int on) {
+    if (!m->ops->set_recompute)
+        return grpo_fail(GRPO_ERR_UNSUPPORTED, "model_type %s has no activation recomputation (run.recompute)",
+                         m->model_type);
+    return m->ops->set_recompute(m, on);
+}
+
+size_t lm_activation_bytes(const lm *m) { return m->ops->activation_bytes ? m->ops->activation_bytes(m) : 0; }

@@ -124,6 +124,10 @@ typedef struct {
      * [*n_experts] tokens per routed expert, writable so that data parallelism can put
      * the sums over the ranks there before the bias step. NULL for dense families. */
     int64_t *(*moe_layer_loads)(lm *m, int i, int *n_experts);
+    /* Activation recomputation on/off (lm_set_recompute), and the bytes of the training
+     * activation block reserved now. */
+    grpo_status (*set_recompute)(lm *m, int on);
+    size_t (*activation_bytes)(const lm *m);
 } lm_ops;
 
 struct lm {
@@ -168,6 +172,17 @@ static inline grpo_status lm_save(lm *m, const char *dir) { return m->ops->save(
  * Fails, naming the op, on a backend without the rounding ops. */
 grpo_status lm_set_precision(lm *m, quant_precision p);
 quant_precision lm_get_precision(const lm *m);
+
+/* Activation recomputation for long sequences (config `run.recompute`): with on = 1 the
+ * training forward keeps only each layer's input (the residual stream) and one layer's
+ * worth of activations, and backward recomputes each layer's forward just before its
+ * backward: the same gradients (bit for bit on the CPU) for about one more forward of
+ * compute. Takes effect at the next lm_reserve (a reserved block is re-reserved at the
+ * same size; the last forward is dropped). Fails naming the model type for a family
+ * without it. */
+grpo_status lm_set_recompute(lm *m, int on);
+/* Bytes of the model's training activation block reserved now (0 before lm_reserve). */
+size_t lm_activation_bytes(const lm *m);
 
 /* Cached decoding: fails with a message naming the model type when the family lacks it. */
 static inline grpo_status lm_decoder_create(lm *m, const lm_decode_limits *limits, lm_decoder **out) {
