@@ -8,6 +8,8 @@
  *   sum in FP32 in other orders (tiles of 32 vs 32/64, online softmax, split-K merges),
  *   and the gradients' P (dP - D) terms cancel;
  *   cache_write_rows: exact (a copy; the whole cache is compared, untouched slots too).
+ * Two decode cases run again on a device memory pool (core/backend_pool.h), the path
+ * where split-K's scratch comes from the pool.
  * The plain-C tiling arithmetic the kernels use (core/cuda/cuda_attention_plan.h) is checked
  * on the CPU on every machine. Without a CUDA device it then checks that asking for one
  * fails cleanly and skips (77). */
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "core/backend_pool.h"
 #include "core/cuda/cuda_attention_plan.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -511,6 +514,12 @@ static void test_decode(void) {
         {LAYOUT_STRIDED, 2, 3, 2, 2, 7, 13, 3, 50},           /* Dv > Dqk */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) check_decode(cases[c]);
+    /* again with the device memory served by a pool (split-K scratch then comes from it) */
+    CHECK_OK(backend_pool_reserve(gpu, (size_t)512 << 20));
+    check_decode(cases[1]);
+    check_decode(cases[6]);
+    backend_pool_info info;
+    CHECK(backend_pool_stats(gpu, &info) && info.live_blocks == 0);
 }
 
 int main(void) {

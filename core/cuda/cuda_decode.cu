@@ -236,6 +236,7 @@ void cuda_paged_attention(backend *be, float *out, const float *q, const float *
      * neither waits for the device. */
     const size_t rows = (size_t)N * Hq, n_o = rows * a.splits * Dv;
     const size_t part_bytes = (n_o + rows * a.splits) * sizeof(float);
+    GRPO_ASSERTF(rows <= 0x7fffffffu, "paged_attention: %zu rows is more than one launch holds", rows);
     float *part = NULL;
     if (be->pool) {
         part = (float *)backend_alloc(be, part_bytes, "paged_attention split-K partials");
@@ -246,7 +247,6 @@ void cuda_paged_attention(backend *be, float *out, const float *q, const float *
     paged_attention_kernel<<<grid, 32 * warps, bytes, s>>>(out, part, part + n_o, q, k_cache, v_cache, block_tables,
                                                            seq_of, ctx_len, a);
     CUDA_CHECK_LAST();
-    GRPO_ASSERTF(rows <= 0x7fffffffu, "paged_attention: %zu rows is more than one launch holds", rows);
     paged_attention_merge_kernel<<<(unsigned)rows, 128, 0, s>>>(out, part, part + n_o, a.splits, Dv);
     CUDA_CHECK_LAST();
     if (be->pool) be->free(be, part);
