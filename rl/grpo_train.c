@@ -73,6 +73,7 @@ typedef struct {
     int32_t *host_ids, *host_targets;
     float *host_values;          /* [rows * T_max] */
     float *host_logits;          /* [rows * T_max * V] when entropies are wanted, else NULL */
+    float *host_dlogits;         /* [rows * T_max * V] the entropy gradient's staging, with host_logits */
     int32_t *ids, *targets;
     float *logprobs, *lse, *dlogprobs;
     float *token_logprobs;       /* [rows * Tc] gathered */
@@ -86,6 +87,7 @@ static void policy_buffers_free(policy_buffers *b) {
     free(b->host_targets);
     free(b->host_values);
     free(b->host_logits);
+    free(b->host_dlogits);
     free(b->token_logprobs);
     free(b->token_entropies);
     free(b->grad);
@@ -113,11 +115,12 @@ static grpo_status policy_buffers_init(policy_buffers *b, backend *be, int rows,
     b->host_targets = malloc(n * sizeof(int32_t));
     b->host_values = malloc(n * sizeof(float));
     b->host_logits = want_logits ? malloc(n * (size_t)V * sizeof(float)) : NULL;
+    b->host_dlogits = want_logits ? malloc(n * (size_t)V * sizeof(float)) : NULL;
     b->token_logprobs = calloc(nc, sizeof(float));
     b->token_entropies = calloc(nc, sizeof(float));
     b->grad = calloc(nc, sizeof(float));
     b->grad_entropy = calloc(nc, sizeof(float));
-    if (!b->host_ids || !b->host_targets || !b->host_values || (want_logits && !b->host_logits) ||
+    if (!b->host_ids || !b->host_targets || !b->host_values || (want_logits && (!b->host_logits || !b->host_dlogits)) ||
         !b->token_logprobs || !b->token_entropies || !b->grad || !b->grad_entropy) {
         policy_buffers_free(b);
         return grpo_fail(GRPO_ERR_NOMEM, "cannot allocate GRPO host buffers for %d x %d tokens", rows, T_max);
@@ -217,8 +220,7 @@ static grpo_status policy_backward(lm *model, const rollout_samples *gen, const 
     be->token_logprobs_backward(be, logits, logits, b->lse, b->targets, b->dlogprobs, (int)n, V);
     if (with_entropy && b->host_logits) {
         /* dH/dz_v = -p_v (log p_v + H), on the tempered logits kept on the host */
-        float *host = malloc(n * (size_t)V * sizeof(float));
-        if (!host) return grpo_fail(GRPO_ERR_NOMEM, "entropy gradient: out of memory");
+        float *host = b->host_dlogits;   /* sized with host_logits: no allocation per step */
         be->to_host(be, host, logits, n * (size_t)V * sizeof(float));
         for (int r = 0; r < rows; r++) {
             int i = first + r, pl = ps->prompt_lengths[gen->problem[i]];
@@ -238,7 +240,6 @@ static grpo_status policy_backward(lm *model, const rollout_samples *gen, const 
             }
         }
         be->to_device(be, logits, host, n * (size_t)V * sizeof(float));
-        free(host);
     }
     if (temperature > 0 && temperature != 1.0) be->scale(be, logits, (float)(1.0 / temperature), n * (size_t)V);
     return lm_backward(model, logits);
