@@ -138,7 +138,9 @@ static void test_bf16(int trans_a, int trans_b, int M, int N, int K) {
 
 typedef struct { int tr, tc; } tiles;
 
-static void test_fp8(int trans_a, int trans_b, int M, int N, int K, tiles ta, tiles tb) {
+/* misalign: operands 1 byte and scales 1 float past 16-byte alignment (a weight slice inside
+ * a parameter block; cuda_lowp.cu copies them into aligned scratch). */
+static void test_fp8(int trans_a, int trans_b, int M, int N, int K, tiles ta, tiles tb, int misalign) {
     int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K, b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
     int lda = a_cols, ldb = b_cols, ldc = N;
     float *xa = random_matrix((size_t)a_rows * a_cols), *xb = random_matrix((size_t)b_rows * b_cols);
@@ -155,8 +157,16 @@ static void test_fp8(int trans_a, int trans_b, int M, int N, int K, tiles ta, ti
     float alpha = 1.0f, beta = 0.5f;
     cpu->matmul_fp8(cpu, trans_a, trans_b, M, N, K, alpha, qa, lda, sa, ta.tr, ta.tc, qb, ldb, sb, tb.tr, tb.tc, beta,
                     want, ldc);
-    uint8_t *dqa = upload(qa, (size_t)a_rows * a_cols), *dqb = upload(qb, (size_t)b_rows * b_cols);
-    float *dsa = upload(sa, nsa * sizeof(float)), *dsb = upload(sb, nsb * sizeof(float));
+    size_t na = (size_t)a_rows * a_cols, nb = (size_t)b_rows * b_cols;
+    uint8_t *base_a = gpu->alloc(gpu, na + 16), *base_b = gpu->alloc(gpu, nb + 16);
+    float *base_sa = gpu->alloc(gpu, (nsa + 4) * sizeof(float)), *base_sb = gpu->alloc(gpu, (nsb + 4) * sizeof(float));
+    GRPO_ASSERTF(base_a && base_b && base_sa && base_sb, "%s", grpo_error_message());
+    uint8_t *dqa = base_a + misalign, *dqb = base_b + misalign;
+    float *dsa = base_sa + misalign, *dsb = base_sb + misalign;
+    gpu->to_device(gpu, dqa, qa, na);
+    gpu->to_device(gpu, dqb, qb, nb);
+    gpu->to_device(gpu, dsa, sa, nsa * sizeof(float));
+    gpu->to_device(gpu, dsb, sb, nsb * sizeof(float));
     float *dc = upload(c0, (size_t)M * ldc * sizeof(float));
     /* twice: the second call finds its scratch made (the steady state of a training loop) */
     for (int rep = 0; rep < 2; rep++) {
@@ -167,10 +177,11 @@ static void test_fp8(int trans_a, int trans_b, int M, int N, int K, tiles ta, ti
     gpu->to_host(gpu, got, dc, (size_t)M * ldc * sizeof(float));
     double *a = op_to_double(ra, a_cols, trans_a, M, K), *b = op_to_double(rb, b_cols, trans_b, K, N);
     char what[96];
-    snprintf(what, sizeof what, "matmul_fp8 trans %d%d %dx%dx%d tiles %dx%d, %dx%d", trans_a, trans_b, M, N, K, ta.tr,
-             ta.tc, tb.tr, tb.tc);
+    snprintf(what, sizeof what, "matmul_fp8 trans %d%d %dx%dx%d tiles %dx%d, %dx%d%s", trans_a, trans_b, M, N, K,
+             ta.tr, ta.tc, tb.tr, tb.tc, misalign ? " misaligned" : "");
     CHECK_INT(0, compare(what, got, want, a, b, c0, M, N, K, ldc, alpha, beta, fp8_rtol(K)));
-    gpu->free(gpu, dqa), gpu->free(gpu, dqb), gpu->free(gpu, dsa), gpu->free(gpu, dsb), gpu->free(gpu, dc);
+    gpu->free(gpu, base_a), gpu->free(gpu, base_b), gpu->free(gpu, base_sa), gpu->free(gpu, base_sb);
+    gpu->free(gpu, dc);
     free(xa), free(xb), free(qa), free(qb), free(sa), free(sb), free(ra), free(rb), free(c0), free(want), free(got);
     free(a), free(b);
 }
@@ -247,13 +258,15 @@ int main(void) {
     const int fp8_shapes[][3] = {{45, 200, 304}, {256, 384, 1024}, {1, 129, 640}, {130, 200, 300}, {64, 512, 512}};
     for (size_t s = 0; s < sizeof fp8_shapes / sizeof fp8_shapes[0]; s++) {
         int M = fp8_shapes[s][0], N = fp8_shapes[s][1], K = fp8_shapes[s][2];
-        test_fp8(0, 1, M, N, K, act, wgt);
-        test_fp8(0, 0, M, N, K, act, wgt);
-        test_fp8(1, 0, M, N, K, down, down);
-        test_fp8(1, 1, M, N, K, down, wgt);
+        test_fp8(0, 1, M, N, K, act, wgt, 0);
+        test_fp8(0, 0, M, N, K, act, wgt, 0);
+        test_fp8(1, 0, M, N, K, down, down, 0);
+        test_fp8(1, 1, M, N, K, down, wgt, 0);
     }
-    test_fp8(0, 1, 17, 23, 41, odd, odd);       /* no cuBLASLt mode: fallback */
-    test_fp8(0, 1, 256, 256, 256, wgt, wgt);    /* 128x128 with 128x128: fallback */
+    test_fp8(0, 1, 256, 384, 1024, act, wgt, 1);
+    test_fp8(1, 0, 256, 384, 1024, down, down, 1);
+    test_fp8(0, 1, 17, 23, 41, odd, odd, 0);       /* no cuBLASLt mode: fallback */
+    test_fp8(0, 1, 256, 256, 256, wgt, wgt, 0);    /* 128x128 with 128x128: fallback */
     backend_free(gpu);
     backend_free(cpu);
     TEST_MAIN_END();

@@ -30,7 +30,8 @@ extern "C" {
 /* What cuda_lowp_create makes per backend. */
 struct cuda_lowp {
     int blockscaled;            /* 1: device and cuBLASLt take the block-scaled FP8 modes */
-    int warned;                 /* the fallback has been logged */
+    int warned;                 /* matmul_fp8's fallback has been logged */
+    int warned_bf16;            /* matmul_bf16's */
     void *scratch[6];           /* device: see SCRATCH_* */
     size_t scratch_bytes[6];
     void *ptrs_dev;             /* device: 3 x group pointer arrays */
@@ -192,6 +193,21 @@ static void check_product(const char *op, int trans_a, int trans_b, int M, int N
 
 /* ---- matmul_bf16 ---- */
 
+/* x [rows, cols] contiguous = the bf16 values of q (rows ldq apart). */
+__global__ void bf16_decode_kernel(float *x, const uint16_t *q, int ldq, int cols, size_t total) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        size_t r = i / (size_t)cols, c = i % (size_t)cols;
+        x[i] = __uint_as_float((uint32_t)q[r * ldq + c] << 16);
+    }
+}
+
+static void bf16_decode(backend *be, float *x, const uint16_t *q, int ldq, int rows, int cols) {
+    size_t total = (size_t)rows * (size_t)cols;
+    if (!total) return;
+    bf16_decode_kernel<<<cuda_grid_for(total), CUDA_BLOCK, 0, cuda_stream_of(be)>>>(x, q, ldq, cols, total);
+    CUDA_CHECK_LAST();
+}
+
 void cuda_matmul_bf16(backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A,
                       int lda, const uint16_t *B, int ldb, float beta, float *C, int ldc) {
     check_product("matmul_bf16", trans_a, trans_b, M, N, K, lda, ldb, ldc);
@@ -203,9 +219,23 @@ void cuda_matmul_bf16(backend *be, int trans_a, int trans_b, int M, int N, int K
     cublasStatus_t s = lt_product(be, CUDA_R_16BF, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                   trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc,
                                   -1, NULL, -1, NULL);
-    if (s != CUBLAS_STATUS_SUCCESS)
+    if (s == CUBLAS_STATUS_SUCCESS) return;
+    if (s != CUBLAS_STATUS_NOT_SUPPORTED)
         grpo_fatal(__FILE__, __LINE__, "matmul_bf16 M=%d N=%d K=%d trans %d%d lda=%d ldb=%d ldc=%d: cuBLASLt %s: %s",
                    M, N, K, trans_a, trans_b, lda, ldb, ldc, cublasGetStatusName(s), cublasGetStatusString(s));
+    /* No algorithm for these strides / alignments: decode to float32, then sgemm. */
+    cuda_lowp *lp = cuda_impl_of(be)->lowp;
+    if (!lp->warned_bf16) {
+        lp->warned_bf16 = 1;
+        log_info("matmul_bf16: cuBLASLt has no algorithm for M=%d N=%d K=%d lda=%d ldb=%d (alignment); decoding to "
+                 "float32 and multiplying in FP32 where that happens; said once", M, N, K, lda, ldb);
+    }
+    int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K, b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+    float *a = (float *)scratch(be, SCRATCH_A_DECODED, (size_t)a_rows * a_cols * sizeof(float));
+    float *b = (float *)scratch(be, SCRATCH_B_DECODED, (size_t)b_rows * b_cols * sizeof(float));
+    bf16_decode(be, a, A, lda, a_rows, a_cols);
+    bf16_decode(be, b, B, ldb, b_rows, b_cols);
+    cuda_matmul(be, trans_a, trans_b, M, N, K, alpha, a, a_cols, b, b_cols, beta, C, ldc);
 }
 
 /* ---- matmul_fp8 ---- */
@@ -255,16 +285,23 @@ __global__ void rewrite_scales_kernel(float *dst, const float *src, lowp_operand
 static void prepare_operand(backend *be, const lowp_operand *op, const uint8_t *src, int ld, const float *scales,
                             int code_slot, int scale_slot, const uint8_t **codes_out, int *ld_out,
                             const float **scales_out) {
-    if (op->k_major) {
+    if (op->k_major && (uintptr_t)src % 16 == 0 && ld % 16 == 0) {
         *codes_out = src;
         *ld_out = ld;
+    } else if (op->k_major) {
+        /* FP8 operands need 16-byte aligned rows: a plain copy into scratch (K % 16 == 0). */
+        uint8_t *t = (uint8_t *)scratch(be, code_slot, (size_t)op->outer * (size_t)op->K);
+        CUDA_CHECK(cudaMemcpy2DAsync(t, (size_t)op->K, src, (size_t)ld, (size_t)op->K, (size_t)op->outer,
+                                     cudaMemcpyDeviceToDevice, cuda_stream_of(be)));
+        *codes_out = t;
+        *ld_out = op->K;
     } else {
         uint8_t *t = (uint8_t *)scratch(be, code_slot, (size_t)op->outer * (size_t)op->K);
         transpose_codes(be, t, src, ld, op->K, op->outer);
         *codes_out = t;
         *ld_out = op->K;
     }
-    if (lowp_scales_in_place(op)) {
+    if (lowp_scales_in_place(op) && (uintptr_t)scales % 16 == 0) {
         *scales_out = scales;
         return;
     }
