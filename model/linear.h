@@ -9,9 +9,11 @@
  *         (activations, output gradients) in 1x128 tiles along the contracted dimension.
  *         So y = x W^T tiles x along `in`; dgrad dx = dy W tiles dy along `out`; wgrad
  *         dW = dy^T x tiles dy and x in 128-token strips (DeepSeek-V3 report sec. 3.3).
- * The rounded weight copies (a mirror of the parameter block) are made once per change of
- * the weights: param_set's version, bumped by the optimizer step and by loading, is
- * compared per view on use. The embedding, output head, norms, the MoE gate and attention
+ * The weight copies (bf16 bit patterns or E4M3 codes + 128x128 scales multiplied by the
+ * backend's matmul_bf16 / matmul_fp8 when it has them; else float32 copies of the rounded
+ * values through matmul, the emulation) are made once per change of the weights:
+ * param_set's version, bumped by the optimizer step and by loading, is compared per view
+ * on use. The embedding, output head, norms, the MoE gate and attention
  * scores/softmax call the backend's matmul directly and stay float32.
  * The emulation is exact: a CPU fp8 product is what block-scaled FP8 hardware with FP32
  * accumulation computes, up to float32 summation order. */
