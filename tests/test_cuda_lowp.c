@@ -16,7 +16,8 @@
  * Shapes: odd sizes, partial tiles (K = 300, 304, N = 200), 128-multiples, one row; every
  * transpose combination, with the tilings model/linear.c uses (forward x W^T: 1x128 and
  * 128x128; dgrad dy W: 1x128 and 128x128 not K-major; wgrad dy^T x: 128x1 and 128x1) and
- * tilings cuBLASLt takes no mode for (the fallback). Without a CUDA device (or a build
+ * tilings cuBLASLt takes no mode for (the fallback); and model/linear.c's forward, dgrad
+ * and wgrad at bf16 / fp8 on the GPU (compact copies) vs the CPU. Without a CUDA device (or a build
  * without CUDA) it checks that asking for one fails cleanly, then skips (77). Run on a
  * GPU machine, also under compute-sanitizer (memcheck). */
 #include <math.h>
@@ -29,6 +30,8 @@
 #include "core/backend.h"
 #include "core/quant.h"
 #include "core/status.h"
+#include "model/linear.h"
+#include "model/params.h"
 #include "tests/harness.h"
 #include "tests/ops_check.h"
 
@@ -224,6 +227,98 @@ static void test_grouped(int trans_a, int trans_b) {
     }
 }
 
+/* ---- model/linear.c on the GPU: the compact weight copies and coded activations ---- */
+
+/* got vs want (host, n = rows x cols) with |got - want| <= rtol * S[i] * 1.01 (S from the
+ * unrounded operands: rounding moves it by far less than 1%). */
+static int compare_s(const char *what, const float *got, const float *want, const double *S, size_t n, double rtol) {
+    int bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]) / (S[i] * 1.01 + 1e-30);
+        if (!(e <= rtol) && bad++ < 5)
+            fprintf(stderr, "%s[%zu]: cuda %.9g cpu %.9g (error %.3g of S, allowed %.3g)\n", what, i, got[i], want[i], e,
+                    rtol);
+        if (e > worst || e != e) worst = e;
+    }
+    printf("  %-58s worst error / S %.2e (allowed %.2e)\n", what, worst, rtol);
+    return bad;
+}
+
+static void test_linear(quant_precision p) {
+    enum { T = 77, IN = 384, OUT = 256 };
+    backend *bes[2] = {cpu, gpu};
+    param_set ps[2];
+    const int64_t shape[2] = {OUT, IN};
+    float *x = random_matrix((size_t)T * IN), *dy = random_matrix((size_t)T * OUT);
+    float *out[2][3];   /* y, dx, dW on the host, per backend */
+    for (int b = 0; b < 2; b++) {
+        backend *be = bes[b];
+        param_set_init(&ps[b], be);
+        param_set_add(&ps[b], "proj.weight", 2, shape, 0);
+        CHECK_OK(param_set_alloc(&ps[b]));
+        param_set_init_normal(&ps[b], 7, 0.05f);   /* the same numbers on both backends */
+        CHECK_OK(linear_set_precision(ps[b].compute, p));
+        float *dx_ = be->alloc(be, (size_t)T * IN * 4), *dy_ = be->alloc(be, (size_t)T * OUT * 4);
+        float *y = be->alloc(be, (size_t)T * OUT * 4), *dxo = be->alloc(be, (size_t)T * IN * 4);
+        float *dW = be->alloc(be, (size_t)OUT * IN * 4);
+        be->to_device(be, dx_, x, (size_t)T * IN * 4);
+        be->to_device(be, dy_, dy, (size_t)T * OUT * 4);
+        const float *W = param_ptr(&ps[b], 0);
+        for (int rep = 0; rep < 2; rep++) {   /* the second finds its copies made */
+            be->zero(be, dW, (size_t)OUT * IN * 4);
+            linear_forward(ps[b].compute, be, y, OUT, dx_, IN, W, T, IN, OUT, 0.0f);
+            linear_backward(ps[b].compute, be, dxo, 0.0f, dW, dy_, dx_, W, T, IN, OUT);
+        }
+        out[b][0] = malloc((size_t)T * OUT * 4);
+        out[b][1] = malloc((size_t)T * IN * 4);
+        out[b][2] = malloc((size_t)OUT * IN * 4);
+        be->to_host(be, out[b][0], y, (size_t)T * OUT * 4);
+        be->to_host(be, out[b][1], dxo, (size_t)T * IN * 4);
+        be->to_host(be, out[b][2], dW, (size_t)OUT * IN * 4);
+        float *d[] = {dx_, dy_, y, dxo, dW};
+        for (int i = 0; i < 5; i++) be->free(be, d[i]);
+    }
+    float *w = malloc((size_t)OUT * IN * 4);
+    cpu->to_host(cpu, w, param_ptr(&ps[0], 0), (size_t)OUT * IN * 4);
+    double *S = malloc((size_t)OUT * IN * sizeof *S > (size_t)T * IN * sizeof *S ? (size_t)OUT * IN * sizeof *S
+                                                                                 : (size_t)T * IN * sizeof *S);
+    double rtol = p == QUANT_FP8 ? fp8_rtol(T > IN ? T : IN) : fp32_rtol(T > IN ? T : IN);
+    char what[64];
+    /* y = x W^T */
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < OUT; o++) {
+            double s = 0;
+            for (int i = 0; i < IN; i++) s += fabs((double)x[(size_t)t * IN + i] * w[(size_t)o * IN + i]);
+            S[(size_t)t * OUT + o] = s;
+        }
+    snprintf(what, sizeof what, "linear %s forward y = x W^T", quant_precision_name(p));
+    CHECK_INT(0, compare_s(what, out[1][0], out[0][0], S, (size_t)T * OUT, rtol));
+    /* dx = dy W */
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < IN; i++) {
+            double s = 0;
+            for (int o = 0; o < OUT; o++) s += fabs((double)dy[(size_t)t * OUT + o] * w[(size_t)o * IN + i]);
+            S[(size_t)t * IN + i] = s;
+        }
+    snprintf(what, sizeof what, "linear %s dgrad dx = dy W", quant_precision_name(p));
+    CHECK_INT(0, compare_s(what, out[1][1], out[0][1], S, (size_t)T * IN, rtol));
+    /* dW = dy^T x (accumulated twice from zero: the bound doubles) */
+    for (int o = 0; o < OUT; o++)
+        for (int i = 0; i < IN; i++) {
+            double s = 0;
+            for (int t = 0; t < T; t++) s += fabs((double)dy[(size_t)t * OUT + o] * x[(size_t)t * IN + i]);
+            S[(size_t)o * IN + i] = 2 * s;
+        }
+    snprintf(what, sizeof what, "linear %s wgrad dW = dy^T x", quant_precision_name(p));
+    CHECK_INT(0, compare_s(what, out[1][2], out[0][2], S, (size_t)OUT * IN, rtol));
+    for (int b = 0; b < 2; b++) {
+        for (int i = 0; i < 3; i++) free(out[b][i]);
+        param_set_deinit(&ps[b]);
+    }
+    free(x), free(dy), free(w), free(S);
+}
+
 int main(void) {
     const char *env = getenv("GRPO_TEST_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
@@ -267,6 +362,8 @@ int main(void) {
     test_fp8(1, 0, 256, 384, 1024, down, down, 1);
     test_fp8(0, 1, 17, 23, 41, odd, odd, 0);       /* no cuBLASLt mode: fallback */
     test_fp8(0, 1, 256, 256, 256, wgt, wgt, 0);    /* 128x128 with 128x128: fallback */
+    test_linear(QUANT_BF16);
+    test_linear(QUANT_FP8);
     backend_free(gpu);
     backend_free(cpu);
     TEST_MAIN_END();
