@@ -291,6 +291,10 @@ static void free_activations(deepseek_v3_model *m) {
         moe_layer_free(m->moe[i]);
         m->moe[i] = NULL;
     }
+    m->be->free(m->be, m->moe_shared);
+    m->moe_shared = NULL;
+    free(m->loads_saved);
+    m->loads_saved = NULL;
     free(m->host_i32);
     free(m->host_f32);
     m->host_i32 = NULL;
@@ -438,7 +442,10 @@ size_t deepseek_v3_activation_bytes(const deepseek_v3_config *cfg, int B, int T,
     if (tmp.acts && tmp.mtp) {
         carver cv = {NULL, 0};
         carve_all(&tmp, &cv, B, T, recompute);
-        bytes = cv.used * sizeof(float);
+        int n_moe = 0;
+        for (int b = 0; b < tmp.n_blocks; b++) n_moe += deepseek_v3_layer_is_moe(cfg, b);
+        size_t moe_layers = recompute ? (n_moe > 0) : (size_t)n_moe;   /* recompute: one shared block */
+        bytes = cv.used * sizeof(float) + moe_layers * moe_layer_device_bytes(&tmp.moe_cfg, B * T);
     }
     free(tmp.acts);
     free(tmp.mtp);
@@ -469,7 +476,17 @@ grpo_status deepseek_v3_reserve(deepseek_v3_model *m, int B, int T) {
     else if (!(m->act_block = backend_alloc(m->be, cv.used * sizeof(float), what)))
         s = GRPO_ERR_NOMEM;   /* backend_alloc's message names the block and the pool's state */
     m->moe_cfg.seq_aux_alpha = m->seq_aux_alpha;
-    for (int i = 0; i < m->n_moe && s == GRPO_OK; i++) s = moe_layer_create(m->be, &m->moe_cfg, (int)N, &m->moe[i]);
+    size_t moe_bytes = m->n_moe > 0 ? moe_layer_device_bytes(&m->moe_cfg, (int)N) : 0;
+    if (m->recompute && m->n_moe > 0 && s == GRPO_OK) {
+        /* one block for every MoE layer: each one's forward runs again before its backward */
+        snprintf(what, sizeof what, "MoE activations shared by %d layers for %zu tokens (recompute)", m->n_moe, N);
+        m->loads_saved = malloc((size_t)m->moe_cfg.n_routed_experts * sizeof *m->loads_saved);
+        if (!m->loads_saved) s = grpo_fail(GRPO_ERR_NOMEM, "out of host memory for the MoE loads");
+        else if (!(m->moe_shared = backend_alloc(m->be, moe_bytes, what))) s = GRPO_ERR_NOMEM;
+    }
+    for (int i = 0; i < m->n_moe && s == GRPO_OK; i++)
+        s = m->moe_shared ? moe_layer_create_over(m->be, &m->moe_cfg, (int)N, m->moe_shared, &m->moe[i])
+                          : moe_layer_create(m->be, &m->moe_cfg, (int)N, &m->moe[i]);
     if (s != GRPO_OK) {
         free_activations(m);
         return s;
@@ -480,8 +497,9 @@ grpo_status deepseek_v3_reserve(deepseek_v3_model *m, int B, int T) {
     m->capacity = (int)N;
     m->reserved_B = B;
     m->reserved_T = T;
-    m->act_bytes = cv.used * sizeof(float);
+    m->act_bytes = cv.used * sizeof(float) + (m->moe_shared ? 1 : (size_t)m->n_moe) * moe_bytes;
     m->live_block = -1;
+    m->moe_live = -1;
     return GRPO_OK;
 }
 

@@ -89,17 +89,18 @@ grpo_status deepseek_v3_save_sharded(const deepseek_v3_model *m, const char *dir
 /* Sizes activations for up to B * T tokens per forward (T <= max_position_embeddings),
  * keeping what backward (and the MTP loss) needs; frees the previous block. */
 grpo_status deepseek_v3_reserve(deepseek_v3_model *m, int B, int T);
-/* Bytes of backend memory the activation block takes for B * T tokens (without the MoE
- * layers' own routing state and expert activations, kept per MoE layer either way), with
- * recompute = 1: each block's input plus one block's activations (deepseek_v3_set_recompute). */
+/* Bytes of backend memory the activations take for B * T tokens: the model's block and
+ * the MoE layers' expert activations; with recompute = 1 each block's input plus one
+ * block's activations and one MoE layer's (deepseek_v3_set_recompute). */
 size_t deepseek_v3_activation_bytes(const deepseek_v3_config *cfg, int B, int T, int recompute);
 /* Activation recomputation (lm_set_recompute): the forward (and the MTP loss) keep each
- * block's input (the residual stream) and one block's attention / norm / dense-MLP
- * activations; deepseek_v3_backward recomputes a block's forward up to its MLP input just
- * before the block's backward (a dense MLP's gate/up too; a MoE layer's expert activations
- * stay in its own state from the forward, so it is not run again and its loads are counted
- * once). Same ops in the same order: the same gradient bits. Applies from the next reserve;
- * a reserved block is re-reserved at the same size (the last forward is dropped). */
+ * block's input (the residual stream) and one block's attention / norm / MLP activations
+ * (every MoE layer runs in one shared backend block, its routing state staying its own);
+ * deepseek_v3_backward recomputes a block's forward (without the residual add of its
+ * output) just before the block's backward; a MoE layer's loads are restored after its
+ * second run, so balancing counts each forward once. Same ops in the same order: the same
+ * gradient bits. Applies from the next reserve; a reserved block is re-reserved at the
+ * same size (the last forward is dropped). */
 grpo_status deepseek_v3_set_recompute(deepseek_v3_model *m, int on);
 /* Bytes of the activation block reserved now (0 before any reserve). */
 size_t deepseek_v3_activation_block_bytes(const deepseek_v3_model *m);

@@ -4,6 +4,10 @@
  * saved activations, after the MTP modules' backward when their loss was taken. */
 #include "model/deepseek_v3_impl.h"
 
+#include <string.h>
+
+#include "model/moe_impl.h"
+
 /* y[N, out] = x[N, in] W^T; W: [out, in]. beta = 1 adds into y (the residual). */
 void dsv3_linear(backend *be, float *y, const float *x, const float *W, int N, int in, int out, float beta) {
     be->matmul(be, 0, 1, N, out, in, 1.0f, x, in, W, in, beta, y, out);
@@ -26,10 +30,11 @@ static void proj_backward(deepseek_v3_model *m, float *dx, float dx_beta, float 
     linear_backward(m->params.compute, m->be, dx, dx_beta, dW, dy, x, W, N, in, out);
 }
 
-/* Block b's forward; with out == NULL (recomputation before its backward) it stops once
- * everything the backward reads is saved: a dense MLP's down projection and a MoE layer
- * (whose own state still holds the forward's routing and expert activations) are skipped. */
-static grpo_status block_forward(deepseek_v3_model *m, int b, float *out, int B, int T) {
+/* Block b's forward. recompute (before its backward): `out` is scratch, a dense MLP's down
+ * projection is skipped (its backward does not read it), and a MoE layer runs again only
+ * when the shared MoE block holds another layer's activations, its loads restored after
+ * (they count each forward once). */
+static grpo_status block_forward(deepseek_v3_model *m, int b, float *out, int B, int T, int recompute) {
     backend *be = m->be;
     const deepseek_v3_config *c = &m->cfg;
     const dsv3_block_weights *w = &m->weights[b];
@@ -50,19 +55,27 @@ static grpo_status block_forward(deepseek_v3_model *m, int b, float *out, int B,
         proj(m, a->gate, a->xn2, w->gate_proj, N, D, I, 0.0f);
         proj(m, a->up, a->xn2, w->up_proj, N, D, I, 0.0f);
         be->swiglu_forward(be, a->act, a->gate, a->up, (size_t)N * I);
-        if (!out) return GRPO_OK;
+        if (recompute) return GRPO_OK;
         be->copy(be, out, a->xmid, (size_t)N * D * sizeof(float));
         proj(m, out, a->act, w->down_proj, N, I, D, 1.0f);
-    } else if (out) {
+    } else if (!recompute) {
         GRPO_TRY(moe_forward(m->moe[v->moe], &w->moe, a->xn2, B, T, out));
         be->axpy(be, out, 1.0f, a->xmid, (size_t)N * D);
+        m->moe_live = v->moe;
+    } else if (m->moe_shared && m->moe_live != v->moe) {
+        moe_layer *l = m->moe[v->moe];
+        size_t E = (size_t)m->moe_cfg.n_routed_experts;
+        memcpy(m->loads_saved, l->load_accum, E * sizeof *m->loads_saved);
+        GRPO_TRY(moe_forward(l, &w->moe, a->xn2, B, T, out));
+        memcpy(l->load_accum, m->loads_saved, E * sizeof *m->loads_saved);
+        m->moe_live = v->moe;
     }
     return GRPO_OK;
 }
 
 grpo_status dsv3_block_forward(deepseek_v3_model *m, int b, float *out, int B, int T) {
     m->live_block = b;
-    return block_forward(m, b, out, B, T);
+    return block_forward(m, b, out, B, T, 0);
 }
 
 grpo_status dsv3_block_backward(deepseek_v3_model *m, int b, int B, int T) {
@@ -78,7 +91,7 @@ grpo_status dsv3_block_backward(deepseek_v3_model *m, int b, int B, int T) {
     /* recomputation: the block's activations again from its saved input (unless the shared
      * views still hold them: the last block forwarded) */
     if (m->recompute && m->live_block != b) {
-        GRPO_TRY(block_forward(m, b, NULL, B, T));
+        GRPO_TRY(block_forward(m, b, g->dtmp, B, T, 1));   /* dtmp: written before read below */
         m->live_block = b;
     }
 

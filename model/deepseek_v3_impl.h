@@ -110,6 +110,9 @@ struct deepseek_v3_model {
 
     int recompute;       /* deepseek_v3_set_recompute: blocks share one set of activation views */
     int live_block;      /* under recompute: the block whose activations the shared views hold (-1: none) */
+    float *moe_shared;   /* under recompute: the one backend block every MoE layer runs in */
+    int moe_live;        /* the MoE layer whose activations moe_shared holds (-1: none) */
+    int64_t *loads_saved;   /* [n_routed_experts] host: a layer's loads kept across its recomputation */
     int reserved_B, reserved_T;   /* the last reserve's batch; 0 when none */
     size_t act_bytes;    /* bytes of act_block */
 };

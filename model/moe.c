@@ -109,7 +109,17 @@ static size_t carve_host(moe_layer *l, char *base) {
     return off;
 }
 
-grpo_status moe_layer_create(backend *be, const moe_config *cfg, int max_tokens, moe_layer **out) {
+size_t moe_layer_device_bytes(const moe_config *cfg, int max_tokens) {
+    moe_layer tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.cfg = *cfg;
+    tmp.max_tokens = max_tokens;
+    tmp.shared_inter = cfg->n_shared_experts * cfg->moe_intermediate_size;
+    return carve_device(&tmp, NULL) * sizeof(float);
+}
+
+/* over: the caller's block (NULL: allocate one, owned by the layer). */
+static grpo_status create(backend *be, const moe_config *cfg, int max_tokens, float *over, moe_layer **out) {
     *out = NULL;
     GRPO_TRY(check_config(cfg, max_tokens));
     GRPO_TRY(BACKEND_REQUIRE(be, matmul));
@@ -135,7 +145,8 @@ grpo_status moe_layer_create(backend *be, const moe_config *cfg, int max_tokens,
     }
     char what[80];
     snprintf(what, sizeof what, "MoE layer activations for %d tokens", max_tokens);
-    l->block = backend_alloc(be, dev_floats * sizeof(float), what);
+    l->block = over ? over : backend_alloc(be, dev_floats * sizeof(float), what);
+    l->borrowed_block = over != NULL;
     if (!l->block) {
         moe_layer_free(l);
         return GRPO_ERR_NOMEM;   /* backend_alloc's message names the size and the pool's state */
@@ -147,9 +158,18 @@ grpo_status moe_layer_create(backend *be, const moe_config *cfg, int max_tokens,
     return GRPO_OK;
 }
 
+grpo_status moe_layer_create(backend *be, const moe_config *cfg, int max_tokens, moe_layer **out) {
+    return create(be, cfg, max_tokens, NULL, out);
+}
+
+grpo_status moe_layer_create_over(backend *be, const moe_config *cfg, int max_tokens, float *block, moe_layer **out) {
+    GRPO_ASSERT(block != NULL);
+    return create(be, cfg, max_tokens, block, out);
+}
+
 void moe_layer_free(moe_layer *l) {
     if (!l) return;
-    if (l->block) l->be->free(l->be, l->block);
+    if (l->block && !l->borrowed_block) l->be->free(l->be, l->block);
     free(l->host_block);
     free(l);
 }

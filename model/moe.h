@@ -76,6 +76,14 @@ typedef struct moe_layer moe_layer;   /* routing state + activation views of one
 /* Creates the per-layer state for up to max_tokens tokens (allocates its activation and
  * scratch memory once: forward/backward never allocate). */
 grpo_status moe_layer_create(backend *be, const moe_config *cfg, int max_tokens, moe_layer **out);
+/* The same over backend memory the caller owns (moe_layer_device_bytes of it): layers
+ * that share one block (activation recomputation: each layer's forward is run again
+ * before its backward) keep their own routing state in host memory. moe_layer_free
+ * leaves `block` to the caller. */
+grpo_status moe_layer_create_over(backend *be, const moe_config *cfg, int max_tokens, float *block, moe_layer **out);
+/* Bytes of backend memory one layer takes for max_tokens tokens (its activations and
+ * backward scratch). */
+size_t moe_layer_device_bytes(const moe_config *cfg, int max_tokens);
 void moe_layer_free(moe_layer *l);
 
 /* x: [N, hidden] normed input (N = B*T tokens, rows of B sequences of length T, used by

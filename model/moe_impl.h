@@ -47,6 +47,7 @@ struct moe_layer {
     /* ---- backend memory: one block carved into views (N = max_tokens, NK = N * K,
      * H hidden, I moe_intermediate, IS shared_inter, E n_routed) ---- */
     float *block;
+    int borrowed_block;  /* block is the caller's (moe_layer_create_over): not freed here */
     float *logits;       /* [N, E] gate logits */
     float *xs;           /* [NK, H] token rows gathered per expert (sorted by expert) */
     float *h_gate;       /* [NK, I] */
