@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend_pool.h"
 #include "core/fs.h"
+#include "core/log.h"
 #include "model/deepseek_v3.h"
 #include "model/dense.h"
 #include "model/hf_config.h"
@@ -193,7 +195,15 @@ grpo_status lm_set_recompute(lm *m, int on) {
     if (!m->ops->set_recompute)
         return grpo_fail(GRPO_ERR_UNSUPPORTED, "model_type %s has no activation recomputation (run.recompute)",
                          m->model_type);
-    return m->ops->set_recompute(m, on);
+    size_t before = lm_activation_bytes(m);
+    GRPO_TRY(m->ops->set_recompute(m, on));
+    size_t after = lm_activation_bytes(m);
+    if (before && after != before) {   /* a reserved block was re-reserved: say what it saved */
+        char a[32], b[32];
+        log_info("%s: activation recomputation %s: activation block %s (was %s)", m->model_type, on ? "on" : "off",
+                 backend_pool_format_bytes(after, a, sizeof a), backend_pool_format_bytes(before, b, sizeof b));
+    }
+    return GRPO_OK;
 }
 
 size_t lm_activation_bytes(const lm *m) { return m->ops->activation_bytes ? m->ops->activation_bytes(m) : 0; }
