@@ -15,6 +15,7 @@
 
 #include "core/backend_pool.h"
 #include "core/status.h"
+#include "rl/run_config.h"
 #include "tests/harness.h"
 
 #define KIB 1024
@@ -290,6 +291,32 @@ static void test_setup(void) {
     backend_free(be);
 }
 
+/* The config keys: run.device_memory is checked when the config loads, run.recompute binds. */
+static void test_config_keys(void) {
+    const char *path = harness_source_path("configs/demo.yaml");
+    run_config *c = NULL;
+    const char *good[] = {"run.device_memory=60GiB", "run.recompute=true"};
+    CHECK_OK(run_config_load(path, good, 2, &c));
+    if (c) {
+        CHECK_STR("60GiB", c->run.device_memory);
+        CHECK_INT(1, c->run.recompute);
+        run_config_free(c);
+    }
+    c = NULL;
+    CHECK_OK(run_config_load(path, NULL, 0, &c));
+    if (c) {
+        CHECK(c->run.device_memory == NULL);   /* the default: auto */
+        CHECK_INT(0, c->run.recompute);
+        run_config_free(c);
+    }
+    const char *bad[] = {"run.device_memory=lots"};
+    c = NULL;
+    CHECK_FAILS(run_config_load(path, bad, 1, &c), "device memory \"lots\": expected a fraction");
+    CHECK(c == NULL);
+    const char *bad2[] = {"run.recompute=maybe"};
+    CHECK_FAILS(run_config_load(path, bad2, 1, &c), "recompute");
+}
+
 /* Runs fn in a child with stderr captured; 1 when it died by SIGABRT with `needle` on stderr. */
 static int dies_with(void (*fn)(void), const char *needle) {
     int fds[2];
@@ -344,6 +371,7 @@ int main(void) {
     test_random(seed);
     test_parse();
     test_setup();
+    test_config_keys();
     CHECK(dies_with(double_free, "not a live allocation (freed twice"));
     CHECK(dies_with(interior_free, "not a live allocation"));
     TEST_MAIN_END();
